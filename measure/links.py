@@ -48,9 +48,7 @@ class PrivateKeyError(LinkError):
     def __init__(self, length: int):
         self.length = length
         # The length only: the key itself must never reach a log.
-        super().__init__(
-            f"private key must be 16, 24 or 32 bytes (AES-128, AES-192 or AES-256), not {length} bytes"
-        )
+        super().__init__(f"private key must be 16, 24 or 32 bytes (AES-128, AES-192 or AES-256), not {length} bytes")
 
 
 class ConsumerKeyError(LinkError):
@@ -126,9 +124,7 @@ def _pairs(params: Params) -> list[tuple[str, str]]:
         seen.add(key)
         # bool is an int, but PHP would write "1" where a reader expects "true": refuse it.
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-            raise InvalidParamsError(
-                f"parameter {key!r} must be a string or a number, not {type(value).__name__}"
-            )
+            raise InvalidParamsError(f"parameter {key!r} must be a string or a number, not {type(value).__name__}")
         pairs.append((key, value if isinstance(value, str) else str(value)))
     return pairs
 
