@@ -1,0 +1,152 @@
+"""Settings from the environment (DESIGN.md, "Configuration"), read once and checked whole.
+
+A missing or malformed setting raises ConfigError naming it; the entry points turn that into one
+log line and a failed start, so a bad deployment never half-works.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+DEFAULT_ENDPOINT = "https://{advertiser_id}.measure.mobileapptracking.com/serve"
+# Pub/Sub keeps an unacknowledged message for at most 31 days; retrying longer than that is a lie.
+MAX_RETENTION = 31 * 86400
+
+
+class ConfigError(ValueError):
+    """A setting that is missing or malformed; `name` is the environment variable."""
+
+    def __init__(self, name: str, problem: str):
+        self.name = name
+        self.problem = problem
+        super().__init__(f"{name}: {problem}")
+
+
+class InsecureEndpointError(ConfigError):
+    def __init__(self, name: str, url: str):
+        super().__init__(name, f"must be https unless the host is loopback, got {url!r}")
+
+
+def is_loopback_host(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_endpoint(url: str, name: str = "MEASURE_ENDPOINT") -> str:
+    """Refuse egress that would leak signed events in clear text: https, or plain http to loopback."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(name, f"must be an absolute http(s) URL, got {url!r}")
+    if parts.scheme != "https" and not is_loopback_host(parts.hostname):
+        raise InsecureEndpointError(name, url)
+    return url
+
+
+@dataclass(frozen=True)
+class Config:
+    advertiser_id: str
+    site_ids: Mapping[str, str]
+    endpoint: str
+    project: str | None = None
+    events_topic: str = "measure-events"
+    retry_topic: str = "measure-retry"
+    retry_subscription: str = "measure-retry-sweeper"
+    dead_letter_topic: str = "measure-dead-letter"
+    # Secret ids, not values:
+    consumer_key_secret: str = "measure-consumer-key"  # noqa: S105
+    private_key_secret: str = "measure-private-key"  # noqa: S105
+    webhook_tokens_secret: str = "measure-webhook-tokens"  # noqa: S105
+    # Local stand-ins for the secrets (development and tests); None in a deployment.
+    consumer_key: str | None = field(default=None, repr=False)
+    private_key: str | None = field(default=None, repr=False)
+    webhook_tokens: str | None = field(default=None, repr=False)
+    event_max_age: int = 30 * 86400
+    retry_max_age: int = 7 * 86400
+    secret_ttl: int = 300
+    # Seconds one sweep may spend; the sweep function's timeout must be well above it.
+    sweep_budget: int = 240
+
+    def site_id(self, platform: str, storefront: str) -> str | None:
+        return self.site_ids.get(f"{platform}/{storefront}")
+
+
+def _seconds(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit():
+        raise ConfigError(name, f"must be a whole number of seconds, got {raw!r}")
+    value = int(raw)
+    if not low <= value <= high:
+        raise ConfigError(name, f"must be between {low} and {high} seconds, got {value}")
+    return value
+
+
+def _site_ids(raw: str) -> dict[str, str]:
+    name = "MEASURE_SITE_IDS"
+    if not raw.strip():
+        raise ConfigError(name, 'is required: a JSON object like {"pc/steam": "2960"}')
+    try:
+        parsed = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(name, f"is not valid JSON ({exc.msg} at position {exc.pos})") from None
+    if not isinstance(parsed, dict) or not parsed:
+        raise ConfigError(name, 'must be a non-empty JSON object like {"pc/steam": "2960"}')
+    site_ids = {}
+    for key, value in parsed.items():
+        platform, slash, storefront = key.partition("/")
+        if not slash or not platform.strip() or not storefront.strip():
+            raise ConfigError(name, f"key {key!r} must be '<platform>/<storefront>'")
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str) or not value.strip().isdigit():
+            raise ConfigError(name, f"site id for {key!r} must be digits, got {value!r}")
+        site_ids[f"{platform.strip().lower()}/{storefront.strip().lower()}"] = value.strip()
+    return site_ids
+
+
+def load(env: Mapping[str, str] | None = None) -> Config:
+    """Read and check every setting; the first problem found raises ConfigError."""
+    env = os.environ if env is None else env
+    advertiser_id = env.get("MEASURE_ADVERTISER_ID", "").strip()
+    if not advertiser_id:
+        raise ConfigError("MEASURE_ADVERTISER_ID", "is required (your TUNE advertiser id)")
+    if not advertiser_id.isdigit():
+        raise ConfigError("MEASURE_ADVERTISER_ID", f"must be digits, got {advertiser_id!r}")
+    endpoint = env.get("MEASURE_ENDPOINT", "").strip() or DEFAULT_ENDPOINT.format(advertiser_id=advertiser_id)
+    check_endpoint(endpoint)
+
+    def name(var: str, default: str) -> str:
+        return env.get(var, "").strip() or default
+
+    return Config(
+        advertiser_id=advertiser_id,
+        site_ids=_site_ids(env.get("MEASURE_SITE_IDS", "")),
+        endpoint=endpoint,
+        project=env.get("GOOGLE_CLOUD_PROJECT", "").strip() or None,
+        events_topic=name("MEASURE_EVENTS_TOPIC", "measure-events"),
+        retry_topic=name("MEASURE_RETRY_TOPIC", "measure-retry"),
+        retry_subscription=name("MEASURE_RETRY_SUBSCRIPTION", "measure-retry-sweeper"),
+        dead_letter_topic=name("MEASURE_DEAD_LETTER_TOPIC", "measure-dead-letter"),
+        consumer_key_secret=name("MEASURE_CONSUMER_KEY_SECRET", "measure-consumer-key"),
+        private_key_secret=name("MEASURE_PRIVATE_KEY_SECRET", "measure-private-key"),
+        webhook_tokens_secret=name("MEASURE_WEBHOOK_TOKENS_SECRET", "measure-webhook-tokens"),
+        consumer_key=env.get("MEASURE_CONSUMER_KEY") or None,
+        private_key=env.get("MEASURE_PRIVATE_KEY") or None,
+        webhook_tokens=env.get("MEASURE_WEBHOOK_TOKENS") or None,
+        event_max_age=_seconds(env, "MEASURE_EVENT_MAX_AGE", 30 * 86400, 60, 366 * 86400),
+        retry_max_age=_seconds(env, "MEASURE_RETRY_MAX_AGE", 7 * 86400, 60, MAX_RETENTION),
+        secret_ttl=_seconds(env, "MEASURE_SECRET_TTL", 300, 0, 86400),
+        sweep_budget=_seconds(env, "MEASURE_SWEEP_BUDGET", 240, 1, 3000),
+    )

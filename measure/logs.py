@@ -1,0 +1,81 @@
+"""Structured logs in Cloud Logging's JSON format: one line on stdout per record.
+
+Cloud Run (which runs gen2 functions) turns each JSON line into a log entry: `severity` and
+`message` become the entry's own, `logging.googleapis.com/trace` correlates it with the request,
+and every other key lands in jsonPayload, where the log-based metrics in terraform/monitoring.tf
+read `component`, `outcome`, `latency_ms` and `event_age_s`.
+
+Nothing secret may reach a line: fields that carry an IP address are masked here, whatever the
+caller passed, and keys and tokens are never given to this module in the first place.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import ipaddress
+import json
+import os
+import sys
+import threading
+import time
+
+_trace: contextvars.ContextVar[str | None] = contextvars.ContextVar("measure_trace", default=None)
+_lock = threading.Lock()
+# Field names whose values are addresses: masked before they are written.
+_IP_FIELDS = frozenset({"ip", "device_ip", "remote_addr", "client_ip"})
+
+
+def mask_ip(value: object) -> str:
+    """Keep the network, drop the host: 175.124.248.15 -> 175.124.248.0/24, IPv6 to its /48."""
+    try:
+        address = ipaddress.ip_address(str(value))
+    except ValueError:
+        return "<not an ip>"
+    prefix = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+
+
+def set_trace(header: str | None, project: str | None = None) -> contextvars.Token:
+    """Remember the request's trace from X-Cloud-Trace-Context ("TRACE_ID/SPAN_ID;o=1")."""
+    trace = None
+    project = project or os.environ.get("GOOGLE_CLOUD_PROJECT")
+    if header and project:
+        trace_id = header.split("/", 1)[0].strip()
+        if trace_id.isalnum() and len(trace_id) <= 64:
+            trace = f"projects/{project}/traces/{trace_id}"
+    return _trace.set(trace)
+
+
+def reset_trace(token: contextvars.Token) -> None:
+    _trace.reset(token)
+
+
+def log(severity: str, message: str, **fields: object) -> None:
+    record: dict[str, object] = {"severity": severity, "message": message, "time": round(time.time(), 3)}
+    trace = _trace.get()
+    if trace:
+        record["logging.googleapis.com/trace"] = trace
+    for key, value in fields.items():
+        if value is None:
+            continue
+        record[key] = mask_ip(value) if key in _IP_FIELDS else value
+    line = json.dumps(record, default=str, separators=(",", ":")) + "\n"
+    with _lock:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+
+
+def info(message: str, **fields: object) -> None:
+    log("INFO", message, **fields)
+
+
+def warning(message: str, **fields: object) -> None:
+    log("WARNING", message, **fields)
+
+
+def error(message: str, **fields: object) -> None:
+    log("ERROR", message, **fields)
+
+
+def critical(message: str, **fields: object) -> None:
+    log("CRITICAL", message, **fields)

@@ -1,0 +1,100 @@
+"""What one delivery attempt came to, by DESIGN.md's rules ("Outcomes").
+
+    success: true                               -> delivered
+    a message "Duplicate request detected"      -> duplicate (delivered before: done)
+    HTTP 400 with an X-MAT-Responder header,
+      or success: false with any other message  -> rejected  (permanent: dead letter)
+    timeouts, connection errors, 5xx, 429, 408,
+      and every other answer                    -> transient (retry later)
+
+Pure: `classify` takes the status, headers and body, so every rule is testable without a network.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+DUPLICATE_MESSAGE = "Duplicate request detected"
+RESPONDER_HEADER = "X-MAT-Responder"
+# Statuses that mean "not now" even when the body looks like the API's own answer.
+_TRANSIENT_STATUSES = frozenset({408, 429})
+
+
+class Kind(StrEnum):
+    DELIVERED = "delivered"
+    DUPLICATE = "duplicate"
+    REJECTED = "rejected"
+    TRANSIENT = "transient"
+
+    @property
+    def done(self) -> bool:
+        """Delivered or duplicate: nothing more to do for this event."""
+        return self in (Kind.DELIVERED, Kind.DUPLICATE)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    kind: Kind
+    reason: str
+    status: int | None = None
+    log_id: str | None = None
+    latency: float = 0.0  # seconds spent on the attempt
+    # True for failures that say the API (or the road to it) is down, not that this event is bad.
+    outage: bool = False
+
+    def to_log(self) -> dict[str, object]:
+        return {
+            "outcome": self.kind.value,
+            "status": self.status,
+            "log_id": self.log_id,
+            "reason": self.reason,
+            "latency_ms": round(self.latency * 1000, 1),
+        }
+
+
+def _messages(body: object) -> list[str]:
+    if not isinstance(body, dict):
+        return []
+    message = body.get("message")
+    if isinstance(message, list):
+        return [str(m) for m in message]
+    return [str(message)] if message else []
+
+
+def classify(status: int, headers: Mapping[str, str], body: bytes, latency: float = 0.0) -> Outcome:
+    """Apply the outcome rules to one HTTP answer from the Measurement API."""
+    try:
+        parsed = json.loads(body) if body else None
+    except (ValueError, UnicodeDecodeError):
+        parsed = None
+    api_answer = isinstance(parsed, dict) and "success" in parsed
+    log_id = parsed.get("log_id") if api_answer else None
+    log_id = str(log_id) if log_id else None
+    messages = _messages(parsed) if api_answer else []
+    reason = "; ".join(messages)
+
+    def outcome(kind: Kind, why: str, outage: bool = False) -> Outcome:
+        return Outcome(kind, why, status, log_id, latency, outage)
+
+    if status >= 500:
+        return outcome(Kind.TRANSIENT, f"HTTP {status}", outage=True)
+    if status in _TRANSIENT_STATUSES:
+        return outcome(Kind.TRANSIENT, f"HTTP {status}", outage=status == 429)
+    if any(DUPLICATE_MESSAGE in m for m in messages):
+        return outcome(Kind.DUPLICATE, reason)
+    if api_answer and parsed.get("success") is True and 200 <= status < 300:
+        return outcome(Kind.DELIVERED, "success")
+    has_responder = any(k.lower() == RESPONDER_HEADER.lower() for k in headers)
+    if status == 400 and has_responder:
+        return outcome(Kind.REJECTED, reason or "HTTP 400 from the Measurement API")
+    if api_answer and parsed.get("success") is False:
+        return outcome(Kind.REJECTED, reason or f"success: false (HTTP {status})")
+    return outcome(Kind.TRANSIENT, f"HTTP {status}" + ("" if api_answer else ", not a Measurement API answer"))
+
+
+def unreachable(reason: str, latency: float = 0.0) -> Outcome:
+    """A timeout or connection error: no answer at all, so try again later."""
+    return Outcome(Kind.TRANSIENT, reason, None, None, latency, outage=True)

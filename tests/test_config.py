@@ -1,0 +1,59 @@
+import pytest
+
+from measure.config import ConfigError, InsecureEndpointError, check_endpoint, load
+
+BASE = {"MEASURE_ADVERTISER_ID": "877", "MEASURE_SITE_IDS": '{"pc/steam": "2960", "PS5/PlayStation": 3001}'}
+
+
+def test_defaults():
+    config = load(BASE)
+    assert config.endpoint == "https://877.measure.mobileapptracking.com/serve"
+    assert config.site_id("pc", "steam") == "2960"
+    assert config.site_id("ps5", "playstation") == "3001"  # keys normalised like events' platform/storefront
+    assert (config.events_topic, config.retry_topic, config.retry_subscription, config.dead_letter_topic) == (
+        "measure-events", "measure-retry", "measure-retry-sweeper", "measure-dead-letter")
+    assert config.consumer_key_secret == "measure-consumer-key"
+    assert config.retry_max_age == 7 * 86400 and config.event_max_age == 30 * 86400
+
+
+def test_local_secret_values_are_not_in_repr():
+    config = load({**BASE, "MEASURE_PRIVATE_KEY": "very-secret"})
+    assert config.private_key == "very-secret"
+    assert "very-secret" not in repr(config)
+
+
+@pytest.mark.parametrize(
+    ("env", "name", "fragment"),
+    [
+        ({}, "MEASURE_ADVERTISER_ID", "required"),
+        ({"MEASURE_ADVERTISER_ID": "abc"}, "MEASURE_ADVERTISER_ID", "digits"),
+        ({"MEASURE_SITE_IDS": ""}, "MEASURE_SITE_IDS", "required"),
+        ({"MEASURE_SITE_IDS": "{nope"}, "MEASURE_SITE_IDS", "not valid JSON"),
+        ({"MEASURE_SITE_IDS": "[]"}, "MEASURE_SITE_IDS", "non-empty JSON object"),
+        ({"MEASURE_SITE_IDS": '{"pc": "1"}'}, "MEASURE_SITE_IDS", "'<platform>/<storefront>'"),
+        ({"MEASURE_SITE_IDS": '{"pc/steam": "x1"}'}, "MEASURE_SITE_IDS", "digits"),
+        ({"MEASURE_ENDPOINT": "http://example.com/serve"}, "MEASURE_ENDPOINT", "https"),
+        ({"MEASURE_ENDPOINT": "ftp://x/serve"}, "MEASURE_ENDPOINT", "http(s)"),
+        ({"MEASURE_RETRY_MAX_AGE": "99999999"}, "MEASURE_RETRY_MAX_AGE", "between"),
+        ({"MEASURE_SECRET_TTL": "5m"}, "MEASURE_SECRET_TTL", "whole number"),
+    ],
+)
+def test_each_bad_setting_is_named(env, name, fragment):
+    with pytest.raises(ConfigError) as info:
+        load({**BASE, **env} if env else {})
+    assert info.value.name == name
+    assert fragment in str(info.value)
+    assert str(info.value).startswith(name)
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8090/serve", "http://localhost/serve", "http://[::1]:1/serve",
+                                 "https://example.com/serve"])
+def test_https_or_loopback_allowed(url):
+    assert check_endpoint(url) == url
+
+
+@pytest.mark.parametrize("url", ["http://10.0.0.1/serve", "http://877.measure.mobileapptracking.com/serve",
+                                 "http://localhost.evil.com/serve"])
+def test_plain_http_elsewhere_refused(url):
+    with pytest.raises(InsecureEndpointError):
+        check_endpoint(url)
