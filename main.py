@@ -1,0 +1,35 @@
+"""The three Cloud Functions entry points: thin wiring over the measure package.
+
+    receive  HTTP        the webhook: validate, publish to measure-events, answer 202
+    send     CloudEvent  one signed delivery attempt per measure-events message
+    sweep    HTTP        re-send due retries from measure-retry-sweeper (Cloud Scheduler)
+"""
+
+import functions_framework
+
+from measure import logs, runtime
+
+runtime.start()
+
+
+@functions_framework.http
+def receive(request):
+    token = logs.set_trace(request.headers.get("X-Cloud-Trace-Context"))
+    try:
+        return runtime.webhook().handle(request)
+    finally:
+        logs.reset_trace(token)
+
+
+@functions_framework.cloud_event
+def send(cloud_event):
+    runtime.delivery().handle_cloud_event(cloud_event)
+
+
+@functions_framework.http
+def sweep(request):
+    token = logs.set_trace(request.headers.get("X-Cloud-Trace-Context"))
+    try:
+        return runtime.sweeper().handle(request)
+    finally:
+        logs.reset_trace(token)

@@ -1,0 +1,90 @@
+"""The per-instance objects the entry points share, built lazily on first use and then reused.
+
+Config is read when the function starts (import of main.py): a missing or malformed setting
+stops it with one log line naming the setting. Everything else (Pub/Sub and Secret Manager
+clients, the HTTP session) is built on the first request that needs it, under a lock, so
+concurrent first requests build it once; each entry point builds only what it uses.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+
+from measure import config as config_module
+from measure import logs
+
+_lock = threading.RLock()
+
+
+def _once(build):
+    """Memoise a zero-argument builder, thread-safely."""
+    cached = functools.cache(build)
+
+    @functools.wraps(build)
+    def get():
+        with _lock:
+            return cached()
+
+    get.cache_clear = cached.cache_clear  # type: ignore[attr-defined]
+    return get
+
+
+@_once
+def config() -> config_module.Config:
+    return config_module.load()
+
+
+def start() -> config_module.Config:
+    """Load the configuration at start; on a bad setting, one clear log line and the start fails."""
+    try:
+        return config()
+    except config_module.ConfigError as exc:
+        logs.critical(f"configuration error: {exc}", setting=exc.name)
+        raise SystemExit(f"measure: configuration error: {exc}") from None
+
+
+@_once
+def secrets():
+    from measure.secrets import Secrets
+
+    return Secrets(config())
+
+
+@_once
+def publisher():
+    from measure.queue import Publisher
+
+    return Publisher(config().project or "")
+
+
+@_once
+def webhook():
+    from measure.webhook import Webhook
+
+    return Webhook(config(), secrets().webhook_tokens, publisher())
+
+
+@_once
+def delivery():
+    from measure.client import MeasurementClient
+    from measure.delivery import Delivery
+
+    return Delivery(config(), MeasurementClient(config().endpoint, secrets().credentials), publisher())
+
+
+@_once
+def sweeper():
+    from google.cloud import pubsub_v1
+
+    from measure.sweep import Sweeper
+
+    return Sweeper(config(), delivery(), pubsub_v1.SubscriberClient(),
+                   return_immediately=bool(os.environ.get("PUBSUB_EMULATOR_HOST")))
+
+
+def reset() -> None:
+    """Forget every built object (tests that change the environment)."""
+    for get in (config, secrets, publisher, webhook, delivery, sweeper):
+        get.cache_clear()
