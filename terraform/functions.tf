@@ -1,0 +1,203 @@
+# The three entry points of main.py, each a gen2 function (a Cloud Run service underneath) with
+# its own identity. Configuration reaches them only as the environment variables of DESIGN.md.
+
+locals {
+  # The local-development stand-ins for the Secret Manager secrets (DESIGN.md, "Configuration").
+  # A deployment reads the secrets; setting one of these would bypass Secret Manager and put a key
+  # into the function's configuration and Terraform state. No variable can add environment
+  # entries, and the precondition on every function refuses them should one be added here.
+  forbidden_environment = ["MEASURE_CONSUMER_KEY", "MEASURE_PRIVATE_KEY", "MEASURE_WEBHOOK_TOKENS"]
+
+  environment = merge(
+    {
+      GOOGLE_CLOUD_PROJECT          = var.project_id
+      MEASURE_ADVERTISER_ID         = var.advertiser_id
+      MEASURE_SITE_IDS              = jsonencode(var.site_ids)
+      MEASURE_EVENTS_TOPIC          = google_pubsub_topic.this["events"].name
+      MEASURE_RETRY_TOPIC           = google_pubsub_topic.this["retry"].name
+      MEASURE_RETRY_SUBSCRIPTION    = google_pubsub_subscription.retry.name
+      MEASURE_DEAD_LETTER_TOPIC     = google_pubsub_topic.this["dead_letter"].name
+      MEASURE_CONSUMER_KEY_SECRET   = google_secret_manager_secret.this["consumer_key"].secret_id
+      MEASURE_PRIVATE_KEY_SECRET    = google_secret_manager_secret.this["private_key"].secret_id
+      MEASURE_WEBHOOK_TOKENS_SECRET = google_secret_manager_secret.this["webhook_tokens"].secret_id
+      MEASURE_EVENT_MAX_AGE         = tostring(var.event_max_age_seconds)
+      MEASURE_RETRY_MAX_AGE         = tostring(var.retry_max_age_seconds)
+      MEASURE_SECRET_TTL            = tostring(var.secret_ttl_seconds)
+      MEASURE_SWEEP_BUDGET          = tostring(var.sweep_budget_seconds)
+    },
+    var.endpoint_override == "" ? {} : { MEASURE_ENDPOINT = var.endpoint_override },
+  )
+
+  environment_is_clean = length(setintersection(keys(local.environment), local.forbidden_environment)) == 0
+
+  build_service_account = google_service_account.this["build"].id
+}
+
+resource "google_cloudfunctions2_function" "receive" {
+  # checkov:skip=CKV_GCP_124: the webhook is called by the studio's telemetry server over the internet; it checks Bearer tokens itself.
+  project     = var.project_id
+  location    = var.region
+  name        = local.function_names.receive
+  description = "measure webhook: validates game events and publishes them to ${local.topics.events}."
+  labels      = local.labels
+
+  build_config {
+    runtime           = "python312"
+    entry_point       = "receive"
+    service_account   = local.build_service_account
+    docker_repository = google_artifact_registry_repository.functions.id
+    source {
+      storage_source {
+        bucket = google_storage_bucket.source.name
+        object = google_storage_bucket_object.source.name
+      }
+    }
+  }
+
+  service_config {
+    service_account_email            = local.sa_email.receive
+    ingress_settings                 = "ALLOW_ALL" # the telemetry server calls it from the internet
+    available_memory                 = var.memory
+    available_cpu                    = var.cpu
+    max_instance_count               = var.max_instances.receive
+    max_instance_request_concurrency = var.concurrency.receive
+    timeout_seconds                  = var.timeout_seconds.receive
+    all_traffic_on_latest_revision   = true
+    environment_variables            = local.environment
+  }
+
+  lifecycle {
+    precondition {
+      condition     = local.environment_is_clean
+      error_message = "MEASURE_CONSUMER_KEY, MEASURE_PRIVATE_KEY and MEASURE_WEBHOOK_TOKENS are local-development overrides and must never be set on a deployed function."
+    }
+    precondition {
+      condition     = var.concurrency.receive == 1 || tonumber(var.cpu) >= 1
+      error_message = "concurrency.receive above 1 needs cpu of at least 1."
+    }
+  }
+
+  depends_on = [
+    google_project_iam_member.build,
+    google_artifact_registry_repository_iam_member.build_writer,
+    google_pubsub_topic_iam_member.publisher,
+    google_secret_manager_secret_iam_member.accessor,
+  ]
+}
+
+resource "google_cloudfunctions2_function" "send" {
+  project     = var.project_id
+  location    = var.region
+  name        = local.function_names.send
+  description = "measure delivery: signs each event from ${local.topics.events} and sends it to the Measurement API."
+  labels      = local.labels
+
+  build_config {
+    runtime           = "python312"
+    entry_point       = "send"
+    service_account   = local.build_service_account
+    docker_repository = google_artifact_registry_repository.functions.id
+    source {
+      storage_source {
+        bucket = google_storage_bucket.source.name
+        object = google_storage_bucket_object.source.name
+      }
+    }
+  }
+
+  service_config {
+    service_account_email            = local.sa_email.send
+    ingress_settings                 = "ALLOW_INTERNAL_ONLY" # Eventarc/Pub/Sub push in the same project is internal
+    available_memory                 = var.memory
+    available_cpu                    = var.cpu
+    max_instance_count               = var.max_instances.send
+    max_instance_request_concurrency = var.concurrency.send
+    timeout_seconds                  = var.timeout_seconds.send
+    all_traffic_on_latest_revision   = true
+    environment_variables            = local.environment
+  }
+
+  event_trigger {
+    trigger_region        = var.region
+    event_type            = "google.cloud.pubsub.topic.v1.messagePublished"
+    pubsub_topic          = google_pubsub_topic.this["events"].id
+    retry_policy          = "RETRY_POLICY_RETRY" # send raises only when it cannot hand an event on
+    service_account_email = local.sa_email.trigger
+  }
+
+  lifecycle {
+    precondition {
+      condition     = local.environment_is_clean
+      error_message = "MEASURE_CONSUMER_KEY, MEASURE_PRIVATE_KEY and MEASURE_WEBHOOK_TOKENS are local-development overrides and must never be set on a deployed function."
+    }
+    precondition {
+      condition     = var.concurrency.send == 1 || tonumber(var.cpu) >= 1
+      error_message = "concurrency.send above 1 needs cpu of at least 1."
+    }
+  }
+
+  depends_on = [
+    google_project_iam_member.build,
+    google_artifact_registry_repository_iam_member.build_writer,
+    google_pubsub_topic_iam_member.publisher,
+    google_secret_manager_secret_iam_member.accessor,
+  ]
+}
+
+resource "google_cloudfunctions2_function" "sweep" {
+  project     = var.project_id
+  location    = var.region
+  name        = local.function_names.sweep
+  description = "measure retries: called by Cloud Scheduler, re-sends due events from ${local.subscriptions.retry}."
+  labels      = local.labels
+
+  build_config {
+    runtime           = "python312"
+    entry_point       = "sweep"
+    service_account   = local.build_service_account
+    docker_repository = google_artifact_registry_repository.functions.id
+    source {
+      storage_source {
+        bucket = google_storage_bucket.source.name
+        object = google_storage_bucket_object.source.name
+      }
+    }
+  }
+
+  service_config {
+    service_account_email = local.sa_email.sweep
+    # Cloud Scheduler in the same project counts as internal traffic; on top of that Cloud Run
+    # admits only callers with run.invoker, which only the scheduler account has.
+    ingress_settings                 = "ALLOW_INTERNAL_ONLY"
+    available_memory                 = var.memory
+    available_cpu                    = var.cpu
+    max_instance_count               = var.max_instances.sweep
+    max_instance_request_concurrency = var.concurrency.sweep
+    timeout_seconds                  = var.timeout_seconds.sweep
+    all_traffic_on_latest_revision   = true
+    environment_variables            = local.environment
+  }
+
+  lifecycle {
+    precondition {
+      condition     = local.environment_is_clean
+      error_message = "MEASURE_CONSUMER_KEY, MEASURE_PRIVATE_KEY and MEASURE_WEBHOOK_TOKENS are local-development overrides and must never be set on a deployed function."
+    }
+    precondition {
+      condition     = var.concurrency.sweep == 1 || tonumber(var.cpu) >= 1
+      error_message = "concurrency.sweep above 1 needs cpu of at least 1."
+    }
+    precondition {
+      condition     = var.timeout_seconds.sweep >= var.sweep_budget_seconds + 60
+      error_message = "timeout_seconds.sweep must be at least sweep_budget_seconds + 60, or Cloud Run may cut a sweep off mid-batch."
+    }
+  }
+
+  depends_on = [
+    google_project_iam_member.build,
+    google_artifact_registry_repository_iam_member.build_writer,
+    google_pubsub_topic_iam_member.publisher,
+    google_pubsub_subscription_iam_member.sweep_retry,
+    google_secret_manager_secret_iam_member.accessor,
+  ]
+}

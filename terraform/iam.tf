@@ -1,0 +1,149 @@
+# One identity per job, each granted only on the resources it touches. No project-level role is
+# given to a runtime identity; the build account's project-level roles are the ones Cloud Build
+# itself needs (see below).
+
+locals {
+  service_accounts = {
+    receive   = { id = "measure-receive", name = "measure receive (webhook)" }
+    send      = { id = "measure-send", name = "measure send (delivers events)" }
+    sweep     = { id = "measure-sweep", name = "measure sweep (re-sends retries)" }
+    scheduler = { id = "measure-scheduler", name = "measure scheduler (calls sweep)" }
+    trigger   = { id = "measure-trigger", name = "measure Eventarc trigger (calls send)" }
+    build     = { id = "measure-build", name = "measure Cloud Build (builds the functions)" }
+  }
+
+  # Who publishes where (DESIGN.md data flow).
+  publishers = {
+    receive_events    = { sa = "receive", topic = "events" }
+    send_retry        = { sa = "send", topic = "retry" }
+    send_dead_letter  = { sa = "send", topic = "dead_letter" }
+    sweep_retry       = { sa = "sweep", topic = "retry" }
+    sweep_dead_letter = { sa = "sweep", topic = "dead_letter" }
+  }
+
+  # Who reads which secret.
+  secret_readers = {
+    receive_webhook_tokens = { sa = "receive", secret = "webhook_tokens" }
+    send_consumer_key      = { sa = "send", secret = "consumer_key" }
+    send_private_key       = { sa = "send", secret = "private_key" }
+    sweep_consumer_key     = { sa = "sweep", secret = "consumer_key" }
+    sweep_private_key      = { sa = "sweep", secret = "private_key" }
+  }
+
+  sa_email  = { for k, sa in google_service_account.this : k => sa.email }
+  sa_member = { for k, sa in google_service_account.this : k => sa.member }
+}
+
+resource "google_service_account" "this" {
+  for_each = local.service_accounts
+
+  project      = var.project_id
+  account_id   = each.value.id
+  display_name = each.value.name
+  description  = "Managed by Terraform (measure)."
+
+  depends_on = [google_project_service.this]
+}
+
+# --- Pub/Sub -----------------------------------------------------------------------------------
+
+resource "google_pubsub_topic_iam_member" "publisher" {
+  for_each = local.publishers
+
+  project = var.project_id
+  topic   = google_pubsub_topic.this[each.value.topic].name
+  role    = "roles/pubsub.publisher"
+  member  = local.sa_member[each.value.sa]
+}
+
+# Pull, acknowledge and modify ack deadlines (roles/pubsub.subscriber has all three) on the one
+# subscription sweep drains.
+resource "google_pubsub_subscription_iam_member" "sweep_retry" {
+  project      = var.project_id
+  subscription = google_pubsub_subscription.retry.name
+  role         = "roles/pubsub.subscriber"
+  member       = local.sa_member.sweep
+}
+
+# --- Secret Manager ----------------------------------------------------------------------------
+
+resource "google_secret_manager_secret_iam_member" "accessor" {
+  for_each = local.secret_readers
+
+  project   = var.project_id
+  secret_id = google_secret_manager_secret.this[each.value.secret].secret_id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = local.sa_member[each.value.sa]
+}
+
+# --- Invokers (gen2 functions are Cloud Run services: run.invoker on the service) ---------------
+
+# receive checks the Bearer token itself (DESIGN.md, "The webhook"); the telemetry server has no
+# Google identity, so Cloud Run must let unauthenticated requests through to it.
+resource "google_cloud_run_v2_service_iam_member" "receive_public" {
+  # checkov:skip=CKV_GCP_102: public on purpose: receive authenticates every request with its own Bearer tokens.
+  # (CKV_GCP_102 inspects google_cloud_run_service_iam_member; tests/test_terraform.py checks that
+  # this is the only allUsers grant.)
+  project  = var.project_id
+  location = var.region
+  name     = google_cloudfunctions2_function.receive.service_config[0].service
+  role     = "roles/run.invoker"
+  member   = "allUsers"
+}
+
+resource "google_cloud_run_v2_service_iam_member" "send_trigger" {
+  project  = var.project_id
+  location = var.region
+  name     = google_cloudfunctions2_function.send.service_config[0].service
+  role     = "roles/run.invoker"
+  member   = local.sa_member.trigger
+}
+
+resource "google_cloud_run_v2_service_iam_member" "sweep_scheduler" {
+  project  = var.project_id
+  location = var.region
+  name     = google_cloudfunctions2_function.sweep.service_config[0].service
+  role     = "roles/run.invoker"
+  member   = local.sa_member.scheduler
+}
+
+# Projects whose Pub/Sub service agent predates 8 April 2021 must let it mint tokens for the
+# trigger account, or Eventarc's push to send is refused. Granted on that one account only.
+data "google_project" "this" {
+  count      = var.legacy_pubsub_service_agent ? 1 : 0
+  project_id = var.project_id
+}
+
+resource "google_service_account_iam_member" "pubsub_token_creator" {
+  count = var.legacy_pubsub_service_agent ? 1 : 0
+
+  service_account_id = google_service_account.this["trigger"].name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = "serviceAccount:service-${data.google_project.this[0].number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+}
+
+# --- Cloud Build -------------------------------------------------------------------------------
+
+# Since mid-2024, new projects no longer give Cloud Build's default account (the Compute Engine
+# default account) the rights to build functions, so the first `terraform apply` would fail there.
+# measure builds with its own account instead: it writes images to measure's own repository and
+# logs to Cloud Logging, and reads the uploaded source, which Cloud Functions stages in buckets it
+# creates itself (gcf-v2-sources-*), hence a project-level object reader.
+resource "google_artifact_registry_repository_iam_member" "build_writer" {
+  project    = var.project_id
+  location   = google_artifact_registry_repository.functions.location
+  repository = google_artifact_registry_repository.functions.name
+  role       = "roles/artifactregistry.writer"
+  member     = local.sa_member.build
+}
+
+resource "google_project_iam_member" "build" {
+  for_each = toset([
+    "roles/logging.logWriter",
+    "roles/storage.objectViewer",
+  ])
+
+  project = var.project_id
+  role    = each.value
+  member  = local.sa_member.build
+}

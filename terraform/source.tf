@@ -1,0 +1,108 @@
+# What the functions are built from: exactly main.py, requirements.txt and the measure/ package
+# of this repository, nothing else (no tests, no virtualenv, no bytecode, no local settings).
+# The archive is listed file by file through `source` blocks, so a new top-level file or
+# directory can never slip into a deployment. measure/ is expected to hold only Python modules;
+# tests/test_terraform.py fails if it gains a file this pattern would silently leave out.
+
+locals {
+  repo_root = "${path.module}/.."
+
+  source_files = merge(
+    {
+      "main.py"          = "${local.repo_root}/main.py"
+      "requirements.txt" = "${local.repo_root}/requirements.txt"
+    },
+    {
+      for f in fileset("${local.repo_root}/measure", "**/*.py") :
+      "measure/${f}" => "${local.repo_root}/measure/${f}"
+      if !strcontains(f, "__pycache__")
+    },
+  )
+}
+
+data "archive_file" "source" {
+  type             = "zip"
+  output_path      = "${path.module}/build/measure-source.zip"
+  output_file_mode = "0644"
+
+  dynamic "source" {
+    for_each = local.source_files
+    content {
+      filename = source.key
+      content  = file(source.value)
+    }
+  }
+}
+
+resource "google_storage_bucket" "source" {
+  # checkov:skip=CKV_GCP_62: holds only build inputs; reads and writes are in Cloud Audit Logs, a second access log adds nothing.
+  project  = var.project_id
+  name     = "${var.project_id}-measure-source"
+  location = var.region
+  labels   = local.labels
+
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = false
+
+  versioning {
+    enabled = true
+  }
+
+  # A new archive replaces the old object (its name is the content hash); the old one stays as a
+  # noncurrent version for a month for rollback, then goes.
+  lifecycle_rule {
+    condition {
+      days_since_noncurrent_time = 30
+      with_state                 = "ARCHIVED"
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
+  depends_on = [google_project_service.this]
+}
+
+resource "google_storage_bucket_object" "source" {
+  # Named by content: any change to the code gives a new object, and so a new build and revision.
+  name         = "source-${data.archive_file.source.output_md5}.zip"
+  bucket       = google_storage_bucket.source.name
+  source       = data.archive_file.source.output_path
+  content_type = "application/zip"
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+# Images of the three functions. Cloud Functions would otherwise push to its shared gcf-artifacts
+# repository; a repository of our own lets the build account write to it alone and keeps only
+# recent images.
+resource "google_artifact_registry_repository" "functions" {
+  # checkov:skip=CKV_GCP_84: Google-managed encryption for build images that contain no secrets.
+  project       = var.project_id
+  location      = var.region
+  repository_id = "measure-functions"
+  description   = "Build images of the measure functions (managed by Terraform)."
+  format        = "DOCKER"
+  labels        = local.labels
+
+  cleanup_policies {
+    id     = "keep-recent"
+    action = "KEEP"
+    most_recent_versions {
+      keep_count = 10
+    }
+  }
+
+  cleanup_policies {
+    id     = "delete-old"
+    action = "DELETE"
+    condition {
+      older_than = "2592000s"
+    }
+  }
+
+  depends_on = [google_project_service.this]
+}
