@@ -102,18 +102,26 @@ def group_members(pgid: int) -> list[int]:
     return members
 
 
-def stop_group(proc: subprocess.Popen, *, grace: float = STOP_GRACE, what: str = "process") -> None:
-    """SIGTERM the whole group led by `proc`, SIGKILL it after `grace` seconds, and make sure
-    that no process of the group is left. Safe to call twice."""
+def stop_group(proc: subprocess.Popen, *, grace: float = STOP_GRACE, what: str = "process",
+               signals: Sequence[int] = (signal.SIGTERM,)) -> None:
+    """Send `signals` in turn to the whole group led by `proc`, each given `grace` seconds, then
+    SIGKILL, and make sure that no process of the group is left. Safe to call twice."""
     pgid = proc.pid
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, grace)):
+
+    def gone() -> bool:
+        return proc.poll() is not None and not group_members(pgid)
+
+    for sig in (*signals, signal.SIGKILL):
+        # Never signal a group that is already gone: its id may belong to someone else by now.
+        if gone():
+            return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, sig)
-        deadline = time.monotonic() + wait
+        deadline = time.monotonic() + grace
         while time.monotonic() < deadline:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=0.05)
-            if proc.poll() is not None and not group_members(pgid):
+            if gone():
                 return
     survivors = group_members(pgid)
     if survivors:
