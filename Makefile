@@ -40,7 +40,7 @@ bench: $(VENV)/.stamp
 	$(PY) -m benchmarks
 
 chaos: $(VENV)/.stamp
-	$(PY) -m pytest tests/test_chaos.py --chaos-full -s
+	MEASURE_CHAOS_FULL=1 $(PY) -m pytest tests/test_chaos.py -s
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache .hypothesis .run
