@@ -1,0 +1,406 @@
+"""The Terraform module's promises, checked without the Google provider (it cannot be downloaded here).
+
+`make tf-check` runs fmt, the offline `terraform validate` and checkov. These tests cover what
+those cannot: what goes into the deployed archive, that keys never pass through Terraform, that
+the local-development secret overrides never reach a function, and that every knob is described.
+The text checks read the .tf files as `terraform fmt` leaves them (top-level blocks open and close
+at column 0). The few checks that evaluate HCL run `terraform` on a scratch copy of one block that
+needs no provider; they are skipped when terraform is not installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TF = ROOT / "terraform"
+TERRAFORM = shutil.which("terraform")
+needs_terraform = pytest.mark.skipif(TERRAFORM is None, reason="terraform is not on PATH")
+
+# The local stand-ins for the Secret Manager secrets (DESIGN.md, "Configuration").
+FORBIDDEN_ENV = ("MEASURE_CONSUMER_KEY", "MEASURE_PRIVATE_KEY", "MEASURE_WEBHOOK_TOKENS")
+FORBIDDEN_ENV_RE = re.compile(r"\bMEASURE_(CONSUMER_KEY|PRIVATE_KEY|WEBHOOK_TOKENS)\b(?!_SECRET)")
+
+
+def tf_files() -> dict[str, str]:
+    return {p.name: p.read_text(encoding="utf-8") for p in sorted(TF.glob("*.tf"))}
+
+
+def all_tf() -> str:
+    return "\n".join(tf_files().values())
+
+
+def strip_comments(text: str) -> str:
+    """Drop # and // comments (outside strings, which is all these files need)."""
+    out = []
+    for line in text.splitlines():
+        in_string = False
+        cut = len(line)
+        for i, ch in enumerate(line):
+            if ch == '"' and (i == 0 or line[i - 1] != "\\"):
+                in_string = not in_string
+            elif not in_string and (ch == "#" or line.startswith("//", i)):
+                cut = i
+                break
+        out.append(line[:cut])
+    return "\n".join(out)
+
+
+def blocks(kind: str, text: str | None = None) -> dict[str, str]:
+    """Top-level labelled blocks of one kind: {'name' or 'type.name': body}."""
+    text = all_tf() if text is None else text
+    pattern = re.compile(rf'^{kind}((?: "[^"]+")+) \{{\n(.*?)^\}}', re.M | re.S)
+    return {".".join(re.findall(r'"([^"]+)"', m.group(1))): m.group(2) for m in pattern.finditer(text)}
+
+
+def locals_of(file: str) -> str:
+    """The first locals block of one file."""
+    match = re.search(r"^locals \{\n(.*?)^\}", tf_files()[file], re.M | re.S)
+    assert match, f"{file} has no locals block"
+    return match.group(1)
+
+
+def environment_block() -> str:
+    text = locals_of("functions.tf")
+    match = re.search(r"^  environment = merge\((.*?)^  \)", text, re.M | re.S)
+    assert match, "functions.tf: local.environment = merge(...) not found"
+    return match.group(1)
+
+
+# --- variables and outputs -------------------------------------------------------------------
+
+
+def test_every_variable_is_described_and_typed():
+    variables = blocks("variable")
+    assert len(variables) >= 15
+    for name, body in variables.items():
+        assert re.search(r'^  description = ".{20,}"', body, re.M), f"variable {name} has no real description"
+        assert re.search(r"^  type\s+=", body, re.M), f"variable {name} has no type"
+
+
+def test_every_output_is_described():
+    outputs = blocks("output")
+    assert {
+        "webhook_url",
+        "sweep_url",
+        "topics",
+        "subscriptions",
+        "service_accounts",
+        "secret_ids",
+        "add_secret_version_commands",
+    } <= set(outputs)
+    for name, body in outputs.items():
+        assert re.search(r'^  description = ".{10,}"', body, re.M), f"output {name} has no description"
+
+
+def test_required_variables_are_only_the_three_that_have_no_sensible_default():
+    required = {name for name, body in blocks("variable").items() if not re.search(r"^  default\s+=", body, re.M)}
+    assert required == {"project_id", "advertiser_id", "site_ids"}
+
+
+def test_example_tfvars_sets_only_declared_variables():
+    declared = set(blocks("variable"))
+    example = (TF / "terraform.tfvars.example").read_text(encoding="utf-8")
+    used = set(re.findall(r"^#?\s*([a-z_]+)\s+=", example, re.M))
+    assert used, "terraform.tfvars.example sets nothing"
+    assert used <= declared, f"terraform.tfvars.example sets undeclared variables: {used - declared}"
+
+
+# --- secrets never pass through Terraform ------------------------------------------------------
+
+
+def test_no_secret_version_is_managed_or_read_by_terraform():
+    code = strip_comments(all_tf())
+    assert "google_secret_manager_secret_version" not in code
+    assert "google_secret_manager_regional_secret_version" not in code
+    assert "secret_environment_variables" not in code, "secrets are read at run time by measure/secrets.py"
+
+
+def test_secret_containers_match_the_contract_and_commands_read_stdin():
+    code = all_tf()
+    for secret_id in ("measure-consumer-key", "measure-private-key", "measure-webhook-tokens"):
+        assert f'"{secret_id}"' in code
+    commands = blocks("output")["add_secret_version_commands"]
+    assert "gcloud secrets versions add ${s.secret_id}" in commands
+    assert "--data-file=-" in commands
+
+
+def test_local_secret_overrides_are_never_function_environment():
+    env = strip_comments(environment_block())
+    assert not FORBIDDEN_ENV_RE.search(env)
+    # Anywhere else they may only be named in the deny-list and its error messages.
+    for name, text in tf_files().items():
+        for line in strip_comments(text).splitlines():
+            if FORBIDDEN_ENV_RE.search(line):
+                assert "forbidden_environment" in line or "error_message" in line, f"{name}: {line.strip()}"
+
+
+def test_every_function_refuses_the_local_overrides():
+    functions = blocks("resource")
+    for fn in ("receive", "send", "sweep"):
+        body = functions[f"google_cloudfunctions2_function.{fn}"]
+        assert "condition     = local.environment_is_clean" in body, f"{fn} lacks the environment precondition"
+        assert "environment_variables            = local.environment" in body
+    locals_text = locals_of("functions.tf")
+    for name in FORBIDDEN_ENV:
+        assert f'"{name}"' in locals_text
+
+
+def test_function_environment_is_the_documented_configuration():
+    keys = set(re.findall(r"^\s+([A-Z][A-Z0-9_]+)\s+=", environment_block(), re.M))
+    keys |= set(re.findall(r"\{ ([A-Z][A-Z0-9_]+) = ", environment_block()))
+    expected = {
+        "GOOGLE_CLOUD_PROJECT",
+        "MEASURE_ADVERTISER_ID",
+        "MEASURE_SITE_IDS",
+        "MEASURE_ENDPOINT",
+        "MEASURE_EVENTS_TOPIC",
+        "MEASURE_RETRY_TOPIC",
+        "MEASURE_RETRY_SUBSCRIPTION",
+        "MEASURE_DEAD_LETTER_TOPIC",
+        "MEASURE_CONSUMER_KEY_SECRET",
+        "MEASURE_PRIVATE_KEY_SECRET",
+        "MEASURE_WEBHOOK_TOKENS_SECRET",
+        "MEASURE_EVENT_MAX_AGE",
+        "MEASURE_RETRY_MAX_AGE",
+        "MEASURE_SECRET_TTL",
+        "MEASURE_SWEEP_BUDGET",
+    }
+    assert keys == expected
+    assert "PUBSUB_EMULATOR_HOST" not in all_tf()
+    assert 'var.endpoint_override == "" ? {} : { MEASURE_ENDPOINT = var.endpoint_override }' in environment_block()
+
+
+# --- access --------------------------------------------------------------------------------------
+
+
+def test_only_receive_is_public():
+    code = strip_comments(all_tf())
+    assert code.count('"allUsers"') == 1
+    assert code.count("allAuthenticatedUsers") == 0
+    public = blocks("resource")["google_cloud_run_v2_service_iam_member.receive_public"]
+    assert "google_cloudfunctions2_function.receive." in public
+    assert "checkov:skip=" in public
+
+
+def test_runtime_identities_get_no_project_level_role():
+    for name, body in blocks("resource").items():
+        if name.startswith("google_project_iam_"):
+            assert "local.sa_member.build" in body, f"{name}: only the build account has project-level roles"
+    assert "google_project_iam_binding" not in all_tf() and "google_project_iam_policy" not in all_tf()
+
+
+def test_publishers_and_readers_follow_the_data_flow():
+    iam = tf_files()["iam.tf"]
+    publishers = set(re.findall(r'\{ sa = "(\w+)", topic = "(\w+)" \}', iam))
+    assert publishers == {
+        ("receive", "events"),
+        ("send", "retry"),
+        ("send", "dead_letter"),
+        ("sweep", "retry"),
+        ("sweep", "dead_letter"),
+    }
+    readers = set(re.findall(r'\{ sa = "(\w+)", secret = "(\w+)" \}', iam))
+    assert readers == {
+        ("receive", "webhook_tokens"),
+        ("send", "consumer_key"),
+        ("send", "private_key"),
+        ("sweep", "consumer_key"),
+        ("sweep", "private_key"),
+    }
+
+
+# --- Pub/Sub -------------------------------------------------------------------------------------
+
+
+def test_owned_subscriptions_keep_31_days_and_never_expire():
+    resources = blocks("resource")
+    assert 'max_retention = "2678400s"' in tf_files()["main.tf"]
+    for name in ("retry", "dead_letter"):
+        body = resources[f"google_pubsub_subscription.{name}"]
+        assert "message_retention_duration = local.max_retention" in body
+        assert re.search(r'expiration_policy \{\n\s+ttl = ""', body), f"{name} subscription may expire"
+        assert "push_config" not in body, f"{name} must be a pull subscription"
+
+
+# --- the deployed archive ----------------------------------------------------------------------
+
+
+def _terraform(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "TF_CLI_CONFIG_FILE": os.devnull,
+        "TF_IN_AUTOMATION": "1",
+        "CHECKPOINT_DISABLE": "1",
+        "TF_DATA_DIR": str(workdir / ".terraform"),
+    }
+    return subprocess.run([TERRAFORM, *args], cwd=workdir, env=env, capture_output=True, text=True, timeout=120)
+
+
+def _source_locals(repo_root: Path) -> str:
+    text = locals_of("source.tf")
+    original = '  repo_root = "${path.module}/.."\n'
+    assert original in text, "source.tf: repo_root no longer defined as expected"
+    return "locals {\n" + text.replace(original, f"  repo_root = {json.dumps(str(repo_root))}\n") + "}\n"
+
+
+@needs_terraform
+def test_archive_holds_exactly_main_requirements_and_the_package(tmp_path):
+    repo = tmp_path / "repo"
+    files = [
+        "main.py",
+        "requirements.txt",
+        "requirements-dev.txt",
+        "Makefile",
+        "README.md",
+        ".env",
+        "measure/__init__.py",
+        "measure/cli.py",
+        "measure/sub/deep.py",
+        "measure/__pycache__/cli.cpython-312.pyc",
+        "measure/__pycache__/stray.py",
+        "measure/sub/__pycache__/deep.cpython-312.py",
+        "tests/test_x.py",
+        "tests/conftest.py",
+        ".venv/lib/site.py",
+        ".tools/checkov/x.py",
+        "terraform/main.tf",
+        "terraform/build/old.zip",
+        "docs/deploy.md",
+        "examples/events.json",
+    ]
+    for f in files:
+        (repo / f).parent.mkdir(parents=True, exist_ok=True)
+        (repo / f).write_text("x\n")
+    work = tmp_path / "tf"
+    work.mkdir()
+    (work / "main.tf").write_text(_source_locals(repo) + 'output "files" { value = keys(local.source_files) }\n')
+    assert _terraform(work, "init", "-input=false", "-no-color").returncode == 0
+    applied = _terraform(work, "apply", "-auto-approve", "-input=false", "-no-color")
+    assert applied.returncode == 0, applied.stderr
+    shown = json.loads(_terraform(work, "output", "-json", "files").stdout)
+    assert sorted(shown) == [
+        "main.py",
+        "measure/__init__.py",
+        "measure/cli.py",
+        "measure/sub/deep.py",
+        "requirements.txt",
+    ]
+
+
+def test_archive_is_built_only_from_the_listed_files():
+    archive = blocks("data")["archive_file.source"]
+    assert not re.search(r"^\s+(source_dir|source_file|excludes)\s*=", archive, re.M)
+    assert "for_each = local.source_files" in archive
+    assert 'output_path      = "${path.module}/build/' in archive  # terraform/build/ is gitignored
+    assert 'name         = "source-${data.archive_file.source.output_md5}.zip"' in all_tf()
+
+
+def test_measure_package_holds_only_modules_the_archive_picks_up():
+    """source.tf ships measure/**/*.py; any other file there would be missing from a deployment."""
+    strays = [
+        p.relative_to(ROOT).as_posix()
+        for p in (ROOT / "measure").rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".py"
+    ]
+    assert not strays, f"not deployed by terraform/source.tf: {strays}"
+
+
+# --- variable validation (evaluated by terraform; variables need no provider) -------------------
+
+
+@pytest.fixture(scope="module")
+def variables_only(tmp_path_factory):
+    if TERRAFORM is None:
+        pytest.skip("terraform is not on PATH")
+    work = tmp_path_factory.mktemp("tfvars")
+    shutil.copy(TF / "variables.tf", work / "variables.tf")
+    assert _terraform(work, "init", "-input=false", "-no-color").returncode == 0
+
+    def plan(**values: str) -> subprocess.CompletedProcess:
+        values = {"project_id": "studio-measure", "advertiser_id": "123", "site_ids": '{"pc/steam"="2960"}', **values}
+        args = [arg for k, v in values.items() for arg in ("-var", f"{k}={v}")]
+        return _terraform(work, "plan", "-input=false", "-no-color", "-lock=false", *args)
+
+    return plan
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "",
+        "https://staging.example.com/serve",
+        "https://123.measure.mobileapptracking.com:443/serve",
+    ],
+)
+def test_endpoint_override_accepts_public_https(variables_only, endpoint):
+    result = variables_only(endpoint_override=endpoint)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "http://api.example.com/serve",
+        "https://localhost:8080/serve",
+        "https://127.0.0.1/serve",
+        "https://[::1]:9000/serve",
+        "https://api.localhost/serve",
+        "https://2130706433/",
+        "https://0.0.0.0/",
+        "https://127.0.0.1.nip.io/serve",
+        "https://localtest.me/serve",
+        "https://user@api.example.com/serve",
+    ],
+)
+def test_endpoint_override_refuses_loopback_and_plain_http(variables_only, endpoint):
+    result = variables_only(endpoint_override=endpoint)
+    assert result.returncode != 0 and "endpoint_override" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("retry_max_age_seconds", "2678401"),
+        ("site_ids", '{"steam"="2960"}'),
+        ("site_ids", '{"pc/steam"="abc"}'),
+        ("advertiser_id", "adv-1"),
+        ("timeout_seconds", "{sweep=3600}"),
+        ("memory", "256MB"),
+        ("notification_channels", '["12345"]'),
+    ],
+)
+def test_values_the_functions_would_refuse_are_refused_at_plan(variables_only, name, value):
+    result = variables_only(**{name: value})
+    assert result.returncode != 0 and "Invalid value for variable" in result.stderr, result.stderr
+
+
+# --- monitoring ----------------------------------------------------------------------------------
+
+
+def test_delivery_metrics_read_the_logged_fields_of_send_and_sweep():
+    monitoring = tf_files()["monitoring.tf"]
+    for field in ("jsonPayload.outcome", "jsonPayload.component", "jsonPayload.latency_ms", "jsonPayload.event_age_s"):
+        assert field in monitoring
+    assert 'jsonPayload.message=\\"delivery\\"' in monitoring
+    assert 'resource.type=\\"cloud_run_revision\\"' in monitoring
+    assert "local.function_names.send" in monitoring and "local.function_names.sweep" in monitoring
+
+
+def test_every_alert_notifies_and_points_to_the_runbook():
+    runbook = (ROOT / "docs" / "runbook.md").read_text(encoding="utf-8")
+    headings = {h.strip() for h in re.findall(r"^#+ (.+)$", runbook, re.M)}
+    policies = {k: v for k, v in blocks("resource").items() if k.startswith("google_monitoring_alert_policy.")}
+    assert len(policies) >= 3
+    for name, body in policies.items():
+        assert "notification_channels = var.notification_channels" in body, name
+        match = re.search(r'Runbook: "([^"]+)" in \$\{local.runbook\}', body)
+        assert match, f"{name}: documentation does not point to the runbook"
+        assert match.group(1) in headings, f"{name}: docs/runbook.md has no section {match.group(1)!r}"
