@@ -31,7 +31,4 @@ locals {
 
   # Pub/Sub keeps messages at most 31 days; retry and dead-letter subscriptions keep them that long.
   max_retention = "2678400s"
-
-  # Everything Terraform already depends on once the APIs are on.
-  apis = [for s in google_project_service.this : s.id]
 }
