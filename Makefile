@@ -30,8 +30,8 @@ lint: $(VENV)/.stamp
 
 tf-check: $(CHECKOV)
 	terraform fmt -check -recursive terraform
-	../shared/tools/tf-validate terraform
-	$(CHECKOV) -d terraform --framework terraform --quiet --compact
+	../shared/tools/tf-validate/tf-validate terraform
+	$(CHECKOV) -d terraform --framework terraform --quiet --compact --skip-download
 
 pytest: $(VENV)/.stamp
 	$(PY) -m pytest $(PYTEST_ARGS)
