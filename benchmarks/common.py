@@ -1,0 +1,415 @@
+"""What every benchmark shares: the machine, medians, tables, tools, servers, load and memory.
+
+A benchmark module exposes `run(ctx) -> None` and reports through `ctx.row(...)` (one line of the
+summary: figure, ceiling measured in the same run, ratio, target, met?) and `ctx.table(...)` (its
+own detail table). `__main__` prints everything and appends it to benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH = REPO / "benchmarks"
+MAIN_PY = REPO / "main.py"
+PY = sys.executable
+LOOPBACK = "127.0.0.1"
+
+# One Cloud Run instance of the deployment has 1 vCPU: the function server under test is pinned to
+# CPU 0; the load generator, the emulator and the sandbox get the rest of the machine.
+SERVER_CPUS = "0"
+LOAD_CPUS = "1"
+
+ADVERTISER = "877"
+SITE_IDS = {"pc/steam": "2960", "ios/appstore": "2961"}
+TOKEN = "bench-token-0123456789"
+CONSUMER_KEY = "18d84eb30b59b5f3cc748bfe9f68b472"
+PRIVATE_KEY = "bench-private-key"
+
+
+class Skip(Exception):
+    """A row that cannot run on this machine; the message says what is missing."""
+
+
+# ---------------------------------------------------------------- the machine and the figures
+
+
+def machine() -> dict[str, str]:
+    model = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mem_kib = 0
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_kib = int(line.split()[1])
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, check=False).stdout.strip() or "?"
+    return {
+        "cpu": model,
+        "cores": str(os.cpu_count()),
+        "memory": f"{mem_kib / 1024 / 1024:.1f} GiB",
+        "python": platform.python_version(),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": commit,
+        "load": " ".join(f"{x:.1f}" for x in os.getloadavg()),
+    }
+
+
+def median(values: Iterable[float]) -> float:
+    values = list(values)
+    return statistics.median(values) if values else float("nan")
+
+
+def fmt(value: float, digits: int = 0) -> str:
+    if value != value:  # nan
+        return "n/a"
+    return f"{value:,.{digits}f}"
+
+
+@dataclasses.dataclass
+class Row:
+    what: str
+    figure: str
+    ceiling: str = "—"
+    ratio: str = "—"
+    target: str = "—"
+    met: bool | None = None
+    note: str = ""
+
+
+@dataclasses.dataclass
+class Table:
+    title: str
+    header: Sequence[str]
+    rows: list[Sequence[object]]
+    note: str = ""
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+class Context:
+    """State of one `python -m benchmarks` run, shared by the benchmarks it runs."""
+
+    def __init__(self, *, repeats: int, quick: bool, workdir: Path):
+        self.repeats = repeats
+        self.quick = quick
+        self.workdir = workdir
+        self.rows: list[Row] = []
+        self.tables: list[Table] = []
+        self.figures: dict[str, object] = {}  # machine-readable, for docs/cost.md's arithmetic
+        self.peak_memory: dict[str, float] = {}  # function -> peak PSS MiB under the rows' load
+        self._emulator = None
+        self._sandbox = None
+        self._cleanups: list = []
+
+    def row(self, *args, **kwargs) -> Row:
+        row = Row(*args, **kwargs)
+        self.rows.append(row)
+        mark = {True: "meets", False: "MISSES", None: ""}[row.met]
+        print(f"  -> {row.what}: {row.figure}  (ceiling {row.ceiling}, ratio {row.ratio}, "
+              f"target {row.target}) {mark}", flush=True)
+        return row
+
+    def table(self, title: str, header: Sequence[str], rows: list[Sequence[object]], note: str = "") -> None:
+        self.tables.append(Table(title, header, rows, note))
+        print(f"\n{title}\n{markdown_table(header, rows)}" + (f"\n{note}" if note else "") + "\n", flush=True)
+
+    def record_memory(self, function: str, mib: float) -> None:
+        self.peak_memory[function] = max(self.peak_memory.get(function, 0.0), mib)
+
+    # -- shared services, started on first use and stopped at the end of the run
+
+    def emulator(self):
+        if self._emulator is None:
+            from measure.emulator import Emulator
+
+            print("starting the Pub/Sub emulator ...", flush=True)
+            with pinned_children(LOAD_CPUS):
+                self._emulator = Emulator.start(log_path=self.workdir / "emulator.log")
+            self._cleanups.append(self._emulator.stop)
+            print(f"  emulator up in {self._emulator.start_seconds:.1f} s on {self._emulator.host}", flush=True)
+        return self._emulator
+
+    def on_exit(self, action) -> None:
+        self._cleanups.append(action)
+
+    def close(self) -> None:
+        while self._cleanups:
+            action = self._cleanups.pop()
+            try:
+                action()
+            except Exception as exc:  # one failed clean-up must not keep the others from running
+                print(f"clean-up failed: {exc}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def pinned_children(cpus: str):
+    """Children started inside inherit this CPU affinity (the JVM of the emulator, say)."""
+    before = os.sched_getaffinity(0)
+    wanted = {int(c) for c in cpus.split(",")} & set(range(os.cpu_count() or 1))
+    if wanted and len(before) > 1:
+        os.sched_setaffinity(0, wanted)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def taskset(cpus: str) -> list[str]:
+    """A command prefix pinning to `cpus`, when there is more than one CPU to choose from."""
+    if (os.cpu_count() or 1) < 2 or not shutil.which("taskset"):
+        return []
+    return ["taskset", "-c", cpus]
+
+
+# ---------------------------------------------------------------- tools from Debian's packages
+
+_apt_updated = False
+
+
+def ensure_command(command: str, package: str) -> str:
+    """The path of `command`, installing Debian's `package` first when it is missing."""
+    global _apt_updated
+    found = shutil.which(command)
+    if found:
+        return found
+    if not shutil.which("apt-get"):
+        raise Skip(f"{command} is missing and there is no apt-get to install {package}")
+    sudo = [] if os.geteuid() == 0 else (["sudo", "-n"] if shutil.which("sudo") else None)
+    if sudo is None:
+        raise Skip(f"{command} is missing; install Debian's {package} (needs root)")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    print(f"installing Debian's {package} for {command} ...", flush=True)
+    if not _apt_updated:
+        subprocess.run([*sudo, "apt-get", "update", "-qq"], env=env, check=False, capture_output=True)
+        _apt_updated = True
+    done = subprocess.run([*sudo, "apt-get", "install", "-y", "-qq", "--no-install-recommends", package],
+                          env=env, check=False, capture_output=True, text=True)
+    found = shutil.which(command)
+    if not found:
+        raise Skip(f"could not install {package}: {done.stderr.strip()[-300:]}")
+    return found
+
+
+def tools_python(*packages: str) -> str:
+    """The python of .tools/bench, a venv of benchmark tooling kept apart from the project's pins."""
+    venv = REPO / ".tools" / "bench"
+    python = venv / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    missing = [p for p in packages if subprocess.run(
+        [str(python), "-m", "pip", "show", "--quiet", p.split("==")[0]], capture_output=True, check=False).returncode]
+    if missing:
+        print(f"installing {', '.join(missing)} into {venv} ...", flush=True)
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *missing],
+                       check=True)
+    return str(python)
+
+
+# ---------------------------------------------------------------- the functions' environment
+
+
+def function_env(topology=None, endpoint: str = "http://127.0.0.1:9/serve", **extra: str) -> dict[str, str]:
+    env = {
+        "MEASURE_ADVERTISER_ID": ADVERTISER,
+        "MEASURE_SITE_IDS": json.dumps(SITE_IDS),
+        "MEASURE_ENDPOINT": endpoint,
+        "MEASURE_CONSUMER_KEY": CONSUMER_KEY,
+        "MEASURE_PRIVATE_KEY": PRIVATE_KEY,
+        "MEASURE_WEBHOOK_TOKENS": TOKEN,
+    }
+    if topology is not None:
+        env.update(topology.env())
+    env.update(extra)
+    return env
+
+
+def seed_event(i: int, now: int | None = None) -> dict[str, str]:
+    """The TRACKS guide's game_open call, made distinct by its user id."""
+    return {
+        "user_id": f"bench-user-{i:08d}",
+        "event_name": "game_open",
+        "ip": "175.124.248.15",
+        "time_stamp": str(now or int(time.time())),
+        "platform": "pc",
+        "storefront": "steam",
+    }
+
+
+def new_topology(ctx: Context, suffix: str, **kwargs):
+    from measure.emulator import Names, create_topology
+
+    emulator = ctx.emulator()
+    return create_topology(emulator.project, emulator_host=emulator.host, names=Names().suffixed(suffix), **kwargs)
+
+
+# ---------------------------------------------------------------- function servers
+
+
+def start_function(ctx: Context, name: str, target: str, *, env: Mapping[str, str], threads: int,
+                   source: Path = MAIN_PY, signature_type: str = "http", cpus: str = SERVER_CPUS):
+    """functions-framework as Cloud Run runs it (gunicorn, WORKERS/THREADS from the environment),
+    pinned to `cpus`; returns a running, listening `measure.devstack.Service`."""
+    from measure.devstack import functions_framework_bin, start_service
+    from measure.emulator import free_port
+
+    port = free_port()
+    argv = [*taskset(cpus), functions_framework_bin(), "--target", target, "--source", str(source),
+            "--signature-type", signature_type, "--host", LOOPBACK, "--port", str(port)]
+    full_env = {**os.environ, **env, "WORKERS": "1", "THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
+    service = start_service(name, argv, port=port, log_path=ctx.workdir / f"{name}.log", env=full_env)
+    ctx.on_exit(service.stop)
+    service.wait_ready(time.monotonic() + 60)
+    return service
+
+
+def stop(service) -> None:
+    with contextlib.suppress(Exception):
+        service.stop()
+
+
+# ---------------------------------------------------------------- memory
+
+
+def group_pss_mib(pgid: int) -> float:
+    """Proportional set size of a process group (shared pages counted once), in MiB."""
+    from measure.emulator import group_members
+
+    total_kib = 0
+    for pid in group_members(pgid):
+        with contextlib.suppress(OSError, ValueError):
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total_kib += int(line.split()[1])
+                    break
+    return total_kib / 1024
+
+
+def group_hwm_mib(pgid: int) -> float:
+    """The largest peak RSS (VmHWM) of any one process of the group, in MiB."""
+    from measure.emulator import group_members
+
+    peak = 0
+    for pid in group_members(pgid):
+        with contextlib.suppress(OSError, ValueError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]))
+    return peak / 1024
+
+
+class MemorySampler:
+    """Samples a process group's PSS every `interval` seconds while in use; `.peak` in MiB."""
+
+    def __init__(self, pgid: int, interval: float = 0.1):
+        self.pgid = pgid
+        self.interval = interval
+        self.peak = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while True:
+            self.peak = max(self.peak, group_pss_mib(self.pgid))
+            if self._stop.wait(self.interval):
+                return
+
+    def __enter__(self) -> MemorySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, group_pss_mib(self.pgid))
+
+
+# ---------------------------------------------------------------- wrk
+
+
+WRK_LUA = BENCH / "wrk" / "post.lua"
+
+
+def run_wrk(url: str, bodies: Path, content_type: str, *, connections: int, seconds: float,
+            headers: Mapping[str, str] | None = None, cpus: str = LOAD_CPUS) -> dict:
+    """POST the lines of `bodies` in turn over `connections` keep-alive connections for `seconds`.
+
+    Returns requests/s, latency percentiles (ms), error counts and the CPU seconds wrk itself used,
+    so a reader can tell that the load generator was not the limit."""
+    wrk = ensure_command("wrk", "wrk")
+    header_args = []
+    for name, value in {"Content-Type": content_type, **(headers or {})}.items():
+        header_args += ["-H", f"{name}: {value}"]
+    argv = [*taskset(cpus), wrk, "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "30s",
+            *header_args, "-s", str(WRK_LUA), url, "--", str(bodies)]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=False)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    line = next((ln for ln in done.stdout.splitlines() if ln.startswith("WRKJSON ")), None)
+    if done.returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr.strip()[-500:]} {done.stdout[-500:]}")
+    result = json.loads(line.removeprefix("WRKJSON "))
+    duration = result["duration_us"] / 1e6
+    result["rps"] = result["requests"] / duration
+    for key in ("p50", "p90", "p99", "mean", "max"):
+        result[f"{key}_ms"] = result[f"{key}_us"] / 1000
+    result["errors"] = sum(result[k] for k in ("status_errors", "connect_errors", "read_errors", "write_errors",
+                                                "timeouts"))
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    result["wrk_cpu_share"] = cpu / duration  # of one core
+    return result
+
+
+def write_lines(path: Path, lines: Iterable[str]) -> Path:
+    with open(path, "w") as f:
+        for line in lines:
+            if "\n" in line:
+                raise ValueError("a wrk body must fit on one line")
+            f.write(line + "\n")
+    return path
+
+
+# ---------------------------------------------------------------- small process helpers
+
+
+def run_python(code: str, *, env: Mapping[str, str] | None = None, cpus: str | None = None,
+               timeout: float = 120, args: Sequence[str] = ()) -> tuple[float, str]:
+    """Run `python -c code` in a fresh process; (wall seconds, stdout). Raises on failure."""
+    argv = [*(taskset(cpus) if cpus else []), PY, "-c", code, *args]
+    began = time.perf_counter()
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=REPO,
+                          env={**os.environ, **(env or {})}, check=False)
+    wall = time.perf_counter() - began
+    if done.returncode != 0:
+        raise RuntimeError(f"python -c failed ({done.returncode}): {done.stderr.strip()[-1500:]}")
+    return wall, done.stdout
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(Exception):
+        proc.wait(timeout=5)
