@@ -29,6 +29,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from measure.emulator import (
@@ -51,6 +52,7 @@ from measure.emulator import (
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MAIN_PY = REPO_ROOT / "main.py"
 SERVER_START_TIMEOUT = 30.0
+SERVER_STOP_GRACE = 3.0
 
 # component -> default port; each can be changed by --<name>-port or MEASURE_DEV_<NAME>_PORT.
 DEFAULT_PORTS = {"receive": 8080, "send": 8081, "sweep": 8082, "sandbox": 8090, "emulator": 8085}
@@ -113,9 +115,10 @@ class Service:
             time.sleep(0.05)
 
     def stop(self) -> None:
-        # SIGINT first: gunicorn takes it as "quit now" (0.5 s) while SIGTERM makes it wait for
-        # idle keep-alive connections (2.5 s); SIGTERM second in case SIGINT was inherited ignored.
-        stop_group(self.proc, what=self.name, signals=(signal.SIGINT, signal.SIGTERM))
+        # SIGINT: gunicorn takes it as "quit now" (0.5 s) while SIGTERM makes it wait for idle
+        # keep-alive connections (2.5 s). A worker stuck in a request (a sweep mid-pull) ignores
+        # both, and these servers keep no state worth waiting for: SIGKILL after a short grace.
+        stop_group(self.proc, what=self.name, signals=(signal.SIGINT,), grace=SERVER_STOP_GRACE)
 
 
 def start_service(name: str, argv: Sequence[str], *, port: int, log_path: Path, env: Mapping[str, str] | None = None,
@@ -244,6 +247,7 @@ class DevStack:
         self.send_url = base["send"]
         self.sweep_url = base["sweep"]
         self.sandbox_url = None if c.real_api else base["sandbox"]
+        self.sandbox_page_url = None if c.real_api else base["sandbox"] + "/_sandbox"
         self.endpoint = c.endpoint or f"{base['sandbox']}/serve"
         self.logs = {name: self.log_dir / f"{name}.log"
                      for name in ("emulator", *(() if c.real_api else ("sandbox",)), *FUNCTIONS, "scheduler")}
@@ -283,7 +287,7 @@ class DevStack:
                 self._start(start_service(
                     "sandbox",
                     [sys.executable, "-m", "measure", "sandbox", "--host", LOOPBACK,
-                     "--port", str(self.config.ports["sandbox"]),
+                     "--port", str(self.config.ports["sandbox"]), "--advertiser-id", self.config.advertiser_id,
                      "--consumer-key", self.consumer_key, "--private-key", self.private_key],
                     port=self.config.ports["sandbox"], log_path=self.logs["sandbox"],
                     env={**os.environ, "PYTHONUNBUFFERED": "1"}, hint=port_hint("sandbox")))
@@ -318,19 +322,17 @@ class DevStack:
         self._stopping.set()
         if self._scheduler:
             self._scheduler.join(timeout=5)
+        # In parallel: each group is independent, and Ctrl-C should not wait for the sum.
+        stoppers = [*self.services.values(), *([self.emulator] if self.emulator else [])]
         problems = []
-        for service in reversed(list(self.services.values())):
-            try:
-                service.stop()
-            except EmulatorError as e:
-                problems.append(str(e))
+        with ThreadPoolExecutor(max_workers=len(stoppers) or 1) as pool:
+            for future in [pool.submit(s.stop) for s in stoppers]:
+                try:
+                    future.result()
+                except EmulatorError as e:
+                    problems.append(str(e))
         self.services.clear()
-        if self.emulator:
-            try:
-                self.emulator.stop()
-            except EmulatorError as e:
-                problems.append(str(e))
-            self.emulator = None
+        self.emulator = None
         if problems:
             raise DevStackError("; ".join(problems))
         with contextlib.suppress(OSError):
@@ -470,8 +472,8 @@ class DevStack:
             f"token          {self.token}",
         ]
         if self.sandbox_url:
-            lines += [f"sandbox        {self.sandbox_url}/  (requests seen: "
-                      f"{self.sandbox_url}/_sandbox/requests?transaction_id=<event id>)"]
+            lines += [f"sandbox        {self.sandbox_page_url}  (what the Measurement API stand-in received)",
+                      f"               {self.sandbox_url}/_sandbox/requests?transaction_id=<event id>"]
         else:
             lines += [f"Measurement API {self.endpoint}  (real: no sandbox)"]
         lines += [
@@ -529,8 +531,11 @@ def run_seed_event(stack: DevStack) -> bool:
             return False
         say(f"The sandbox received it after {time.monotonic() - began:.1f} s:")
         for record in seen:
-            say(f"  outcome={record.get('outcome')} log_id={record.get('log_id')}")
-            say("  " + json.dumps(record, indent=2, sort_keys=True).replace("\n", "\n  "))
+            say(f"  {record.get('method')} {record.get('uri')}  signature {record.get('signature')}  "
+                f"answered {record.get('status')} {record.get('outcome')}  log_id={record.get('log_id')}")
+            params = record.get("params") or {}
+            say("  params: " + " ".join(f"{k}={v}" for k, v in sorted(params.items())))
+        say(f"  (full record: {stack.sandbox_url}/_sandbox/requests?transaction_id={event_id})")
     return True
 
 

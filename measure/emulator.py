@@ -56,8 +56,11 @@ def free_port() -> int:
 
 
 def port_is_free(port: int, host: str = LOOPBACK) -> bool:
-    # No SO_REUSEADDR: a port in TIME_WAIT would bind here yet might still refuse the JVM.
+    """Whether a server could listen on `port` now. SO_REUSEADDR as the servers themselves set it
+    (gunicorn, http.server, the JVM on Linux): connections of a run that just ended linger in
+    TIME_WAIT and must not make the next run think the port is taken."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
