@@ -158,17 +158,23 @@ def cmd_explain(args) -> int:
 
     from measure import events, resolution
 
-    definitions = resolution.load_definitions(args.definitions) if args.definitions else []
     text = args.event.strip()
-    if text.startswith("{"):
-        raw = json.loads(text)
-        action, site_event_name = events.action_for(str(raw.get("event_name", events.DEFAULT_EVENT_NAME)))
-        params = {"action": action}
-        if site_event_name:
-            params["site_event_name"] = site_event_name
-    else:
-        params = dict(parse_qsl(text.lstrip("?&"), keep_blank_values=True))
-    result = resolution.resolve(params, definitions)
+    try:
+        definitions = resolution.load_definitions(args.definitions) if args.definitions else []
+        if text.startswith("{"):
+            raw = json.loads(text)
+            if not isinstance(raw, dict):
+                raise ValueError("the event must be a JSON object")
+            action, site_event_name = events.action_for(str(raw.get("event_name", events.DEFAULT_EVENT_NAME)))
+            params = {"action": action}
+            if site_event_name:
+                params["site_event_name"] = site_event_name
+        else:
+            params = dict(parse_qsl(text.lstrip("?&"), keep_blank_values=True))
+        result = resolution.resolve(params, definitions)
+    except (ValueError, OSError, resolution.ResolutionError, resolution.DefinitionsError) as exc:
+        print(f"measure explain: {exc}", file=sys.stderr)
+        return 2
     print(result.explain())
     return 1 if result.warnings and args.strict else 0
 
