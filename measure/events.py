@@ -492,7 +492,7 @@ def _check_flat(event: dict, where: str) -> None:
     for key, value in event.items():
         if isinstance(value, (dict, list)):
             raise BodyError(
-                400, _clip(key), f"{where}: is {_kind(value)}; an event's values must be strings or numbers"
+                400, _clip(key), f"is {_kind(value)} in {where}; an event's values must be strings or numbers"
             )
 
 
@@ -589,7 +589,7 @@ def _check_event(
         if not isinstance(name, str):
             found.append((_clip(repr(name)), "field names must be strings"))
         elif name not in _KNOWN:
-            found.append((_clip(name), _unknown(name)))
+            found.append((_clip(name) or repr(name), _unknown(name)))
     if found:
         return None, found
     core = {name: values[name] for name in CORE_FIELDS if name != "event_id"}
@@ -650,6 +650,9 @@ def _blank(value: object) -> bool:
 def _text(value: object, name: str) -> str:
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) < _INT_LIMIT:
         value = str(value)  # a numeric id is still an id
+    if isinstance(value, int) and not isinstance(value, bool):
+        # JSON readers round integers this large to floats, so the id would not survive the trip.
+        raise _Bad("is an integer of 16 digits or more; send it as a string")
     if not isinstance(value, str):
         raise _Bad(f"must be a string, not {_kind(value)}")
     text = value.strip()
