@@ -287,10 +287,12 @@ class DevStack:
                 self._start(start_service(
                     "sandbox",
                     [sys.executable, "-m", "measure", "sandbox", "--host", LOOPBACK,
-                     "--port", str(self.config.ports["sandbox"]), "--advertiser-id", self.config.advertiser_id,
-                     "--consumer-key", self.consumer_key, "--private-key", self.private_key],
+                     "--port", str(self.config.ports["sandbox"]), "--advertiser-id", self.config.advertiser_id],
                     port=self.config.ports["sandbox"], log_path=self.logs["sandbox"],
-                    env={**os.environ, "PYTHONUNBUFFERED": "1"}, hint=port_hint("sandbox")))
+                    # The key pair by environment, not flags: flags show in `ps`.
+                    env={**os.environ, "PYTHONUNBUFFERED": "1", "MEASURE_CONSUMER_KEY": self.consumer_key,
+                         "MEASURE_PRIVATE_KEY": self.private_key},
+                    hint=port_hint("sandbox")))
             env = self.function_env()
             for target in FUNCTIONS:
                 self._start(function_server(target, port=self.config.ports[target], env=env,
