@@ -202,7 +202,7 @@ class DevConfig:
         tokens = [t.strip() for t in environ.get("MEASURE_WEBHOOK_TOKENS", "").splitlines() if t.strip()]
         config.token = tokens[0] if tokens else None
         if environ.get("MEASURE_DEV_SWEEP_EVERY"):
-            config.sweep_every = float(environ["MEASURE_DEV_SWEEP_EVERY"])
+            config.sweep_every = parse_seconds(environ["MEASURE_DEV_SWEEP_EVERY"], "MEASURE_DEV_SWEEP_EVERY")
         for key, value in overrides.items():
             if key.endswith("_port"):
                 if value is not None:
@@ -210,6 +210,16 @@ class DevConfig:
             elif value is not None:
                 setattr(config, key, value)
         return config
+
+
+def parse_seconds(raw: str, source: str) -> float:
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise DevStackError(f"{source}: {raw!r} is not a positive number of seconds")
+    return seconds
 
 
 def parse_port(raw: str, source: str) -> int:

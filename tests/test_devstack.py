@@ -59,6 +59,11 @@ def test_a_bad_port_names_its_variable():
         DevConfig.from_env({"MEASURE_DEV_SEND_PORT": "http"})
 
 
+def test_a_bad_sweep_interval_names_its_variable():
+    with pytest.raises(DevStackError, match="MEASURE_DEV_SWEEP_EVERY: '0' is not a positive number"):
+        DevConfig.from_env({"MEASURE_DEV_SWEEP_EVERY": "0"})
+
+
 def test_part_of_the_real_api_settings_is_an_error_naming_the_rest():
     with pytest.raises(DevStackError, match="MEASURE_ENDPOINT set but MEASURE_CONSUMER_KEY, MEASURE_PRIVATE_KEY not"):
         DevConfig.from_env({"MEASURE_ENDPOINT": "https://877.measure.mobileapptracking.com/serve"})
