@@ -13,12 +13,9 @@ runtime.start()
 
 
 @functions_framework.http
+@logs.traced
 def receive(request):
-    token = logs.set_trace(request.headers.get("X-Cloud-Trace-Context"))
-    try:
-        return runtime.webhook().handle(request)
-    finally:
-        logs.reset_trace(token)
+    return runtime.webhook().handle(request)
 
 
 @functions_framework.cloud_event
@@ -27,9 +24,6 @@ def send(cloud_event):
 
 
 @functions_framework.http
+@logs.traced
 def sweep(request):
-    token = logs.set_trace(request.headers.get("X-Cloud-Trace-Context"))
-    try:
-        return runtime.sweeper().handle(request)
-    finally:
-        logs.reset_trace(token)
+    return runtime.sweeper().handle(request)

@@ -12,6 +12,7 @@ caller passed, and keys and tokens are never given to this module in the first p
 from __future__ import annotations
 
 import contextvars
+import functools
 import ipaddress
 import json
 import os
@@ -48,6 +49,20 @@ def set_trace(header: str | None, project: str | None = None) -> contextvars.Tok
 
 def reset_trace(token: contextvars.Token) -> None:
     _trace.reset(token)
+
+
+def traced(handler):
+    """Wrap an HTTP entry point so its log lines carry the request's trace."""
+
+    @functools.wraps(handler)
+    def wrapper(request):
+        token = set_trace(request.headers.get("X-Cloud-Trace-Context"))
+        try:
+            return handler(request)
+        finally:
+            _trace.reset(token)
+
+    return wrapper
 
 
 def log(severity: str, message: str, **fields: object) -> None:

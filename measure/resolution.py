@@ -26,27 +26,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# The 17 pre-defined event actions of DESIGN.md, plus session (game opens).
-PREDEFINED_ACTIONS = (
-    "session",
-    "registration",
-    "login",
-    "add_to_wishlist",
-    "add_to_cart",
-    "added_payment_info",
-    "reservation",
-    "checkout_initiated",
-    "purchase",
-    "search",
-    "content_view",
-    "tutorial_complete",
-    "level_achieved",
-    "achievement_unlocked",
-    "spent_credits",
-    "invite",
-    "rated",
-    "share",
-)
+from measure.events import PREDEFINED_EVENTS
+
+# The 17 pre-defined event actions of DESIGN.md (one list, kept in measure.events), plus session.
+PREDEFINED_ACTIONS = ("session", *PREDEFINED_EVENTS)
 # Custom events are called with action=conversion; their type has the same name.
 CUSTOM_ACTION = "conversion"
 CUSTOM_TYPE = "conversion"

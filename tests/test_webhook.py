@@ -122,3 +122,15 @@ def test_many_parallel_calls_publish_every_event_exactly_once(client, topology):
     messages, _ = published(topology, 40, timeout=10)
     seen = [m["event"]["event_id"] for m in messages]
     assert sorted(seen) == sorted(ids)  # each exactly once
+
+
+def test_log_lines_carry_the_trace_and_never_the_ip_or_token(client, capsys, monkeypatch):
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "my-project")
+    headers = {**bearer(), "X-Cloud-Trace-Context": "105445aa7843bc8bf206b12000100000/1;o=1"}
+    event_id = client.post("/measure", data=seed_form(), headers=headers).get_json()["event_ids"][0]
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    (accepted,) = [line for line in lines if line["message"] == "accepted"]
+    assert accepted["logging.googleapis.com/trace"] == "projects/my-project/traces/105445aa7843bc8bf206b12000100000"
+    assert accepted["event_id"] == event_id and accepted["severity"] == "INFO" and accepted["component"] == "receive"
+    text = json.dumps(lines)
+    assert "175.124.248.15" not in text and TOKENS[0] not in text
