@@ -153,6 +153,11 @@ class Context:
             print(f"  emulator up in {self._emulator.start_seconds:.1f} s on {self._emulator.host}", flush=True)
         return self._emulator
 
+    def sandbox(self) -> Sandbox:
+        if self._sandbox is None:
+            self._sandbox = Sandbox.start(self)
+        return self._sandbox
+
     def on_exit(self, action) -> None:
         self._cleanups.append(action)
 
@@ -163,6 +168,48 @@ class Context:
                 action()
             except Exception as exc:  # one failed clean-up must not keep the others from running
                 print(f"clean-up failed: {exc}", file=sys.stderr, flush=True)
+
+
+class Sandbox:
+    """benchmarks.sandbox_server (measure.sandbox counting connections) in its own process group."""
+
+    def __init__(self, service):
+        self.service = service
+        self.url = service.url
+        self.serve_url = service.url + "/serve"
+
+    @classmethod
+    def start(cls, ctx: Context) -> Sandbox:
+        from measure.devstack import start_service
+        from measure.emulator import free_port
+
+        port = free_port()
+        argv = [*taskset(LOAD_CPUS), PY, "-m", "benchmarks.sandbox_server", "--port", str(port),
+                "--consumer-key", CONSUMER_KEY, "--private-key", PRIVATE_KEY]
+        service = start_service("sandbox", argv, port=port, log_path=ctx.workdir / "sandbox.log",
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        ctx.on_exit(service.stop)
+        service.wait_ready(time.monotonic() + 30)
+        return cls(service)
+
+    def _call(self, method: str, path: str, payload: dict | None = None) -> dict:
+        import urllib.request
+
+        data = json.dumps(payload).encode() if payload is not None else None
+        request = urllib.request.Request(self.url + path, data=data, method=method,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read() or b"{}")
+
+    def stats(self) -> dict:
+        return self._call("GET", "/_sandbox/stats")
+
+    def reset(self, latency_ms: float = 0.0) -> None:
+        self._call("POST", "/_sandbox/faults", {"latency_ms": latency_ms})
+        self._call("POST", "/_sandbox/reset", {})
+
+    def pgid(self) -> int:
+        return self.service.proc.pid
 
 
 @contextlib.contextmanager
@@ -248,11 +295,11 @@ def function_env(topology=None, endpoint: str = "http://127.0.0.1:9/serve", **ex
 
 
 def seed_event(i: int, now: int | None = None) -> dict[str, str]:
-    """The TRACKS guide's game_open call, made distinct by its user id."""
+    """The TRACKS guide's game_open call, made distinct by its user id and (global) IP address."""
     return {
         "user_id": f"bench-user-{i:08d}",
         "event_name": "game_open",
-        "ip": "175.124.248.15",
+        "ip": f"175.{124 + (i >> 16) % 100}.{(i >> 8) & 255}.{(i & 255) or 1}",
         "time_stamp": str(now or int(time.time())),
         "platform": "pc",
         "storefront": "steam",

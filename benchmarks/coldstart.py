@@ -1,0 +1,155 @@
+"""Cold start: a fresh process imports the entry point and serves its first request.
+
+Baseline: `python -c 'import functions_framework'`. Each target: import functions_framework,
+`create_app(target, "main.py")` (which imports main.py and measure) and the first request through
+Flask's test client, for real: receive publishes to the emulator, send delivers to the sandbox,
+sweep pulls the (empty) retry subscription. Wall time of the whole process, spawn to exit, pinned
+to one CPU, runs interleaved; medians compared. One extra `-X importtime` run per target says
+which imports the time goes to.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import time
+from urllib.parse import urlencode
+
+from benchmarks.common import (
+    BENCH,
+    PY,
+    REPO,
+    SERVER_CPUS,
+    TOKEN,
+    Context,
+    fmt,
+    function_env,
+    median,
+    new_topology,
+    seed_event,
+    taskset,
+)
+
+BASELINE = "import functions_framework, os; os._exit(0)"
+
+# argv: target, source, signature type, request (JSON: method, path, headers, body)
+PROBE = """
+import json, os, sys, time
+t0 = time.perf_counter()
+import functions_framework
+t1 = time.perf_counter()
+target, source, kind, request = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+app = functions_framework.create_app(target=target, source=source, signature_type=kind)
+t2 = time.perf_counter()
+response = app.test_client().open(request["path"], method="POST", headers=request["headers"],
+                                  data=request["body"].encode())
+t3 = time.perf_counter()
+print(json.dumps({"status": response.status_code, "body": response.get_data(as_text=True)[:300],
+                  "import_ff": t1 - t0, "create_app": t2 - t1, "first_request": t3 - t2}), flush=True)
+os._exit(0)  # the import and the first request are measured, not the interpreter's tear-down
+"""
+
+
+def requests_for(topology) -> dict[str, tuple[str, str, str, dict, int]]:
+    """target -> (function name, source, signature type, first request, expected status)."""
+    from measure.events import validate
+    from measure.message import event_message
+
+    now = int(time.time())
+    event = validate([seed_event(1, now)], site_ids={"pc/steam": "2960"}, now=now)[0]
+    data, attributes = event_message(event)
+    push = {"message": {"data": base64.b64encode(data).decode(), "attributes": attributes, "messageId": "1",
+                        "publishTime": "2026-01-01T00:00:00Z"},
+            "subscription": f"projects/{topology.project}/subscriptions/bench"}
+    ce_headers = {"Content-Type": "application/json", "ce-specversion": "1.0", "ce-id": "1",
+                  "ce-type": "google.cloud.pubsub.topic.v1.messagePublished",
+                  "ce-source": f"//pubsub.googleapis.com/projects/{topology.project}/topics/measure-events"}
+    form = {"path": "/measure", "headers": {"Authorization": f"Bearer {TOKEN}",
+                                            "Content-Type": "application/x-www-form-urlencoded"},
+            "body": urlencode(seed_event(2, now))}
+    return {
+        "bare function": ("bare", str(BENCH / "bare_function.py"), "http", form, 202),
+        "receive": ("receive", "main.py", "http", form, 202),
+        "send": ("send", "main.py", "cloudevent", {"path": "/", "headers": ce_headers, "body": json.dumps(push)},
+                 200),
+        "sweep": ("sweep", "main.py", "http", {"path": "/", "headers": {}, "body": ""}, 200),
+    }
+
+
+def timed(argv: list[str], env: dict[str, str]) -> tuple[float, str]:
+    began = time.perf_counter()
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=REPO, env=env, check=False)
+    wall = time.perf_counter() - began
+    if done.returncode != 0:
+        raise RuntimeError(f"{argv[-4:]} failed ({done.returncode}): {done.stderr[-1500:]}")
+    return wall, done.stdout
+
+
+def top_imports(argv: list[str], env: dict[str, str], n: int = 6) -> str:
+    """The top-level imports with the largest cumulative time in one `-X importtime` run."""
+    done = subprocess.run([argv[0], "-X", "importtime", *argv[1:]], capture_output=True, text=True, timeout=120,
+                          cwd=REPO, env=env, check=False)
+    found = []
+    for line in done.stderr.splitlines():
+        if not line.startswith("import time:") or "cumulative" in line:
+            continue
+        _, cumulative, name = line.removeprefix("import time:").split("|")
+        if name.startswith("  "):  # depth 0 only ("| name"); each level adds two spaces
+            continue
+        found.append((int(cumulative), name.strip()))
+    found.sort(reverse=True)
+    return ", ".join(f"{name} {us / 1000:.0f}" for us, name in found[:n])
+
+
+def run(ctx: Context) -> None:
+    topology = new_topology(ctx, "-bench-cold")
+    sandbox = ctx.sandbox()
+    sandbox.reset(latency_ms=0)
+    env = {**os.environ, **function_env(topology, endpoint=sandbox.serve_url)}
+    targets = requests_for(topology)
+    runs = 3 if ctx.quick else max(7, ctx.repeats)
+    pin = taskset(SERVER_CPUS)
+    argv_of = {"import functions_framework": [*pin, PY, "-c", BASELINE]}
+    for name, (target, source, kind, request, _) in targets.items():
+        argv_of[name] = [*pin, PY, "-c", PROBE, target, source, kind, json.dumps(request)]
+    walls: dict[str, list[float]] = {name: [] for name in argv_of}
+    parts: dict[str, list[dict]] = {name: [] for name in targets}
+    for argv in argv_of.values():  # once each first: disk caches and .pyc files, not measured
+        timed(argv, env)
+    for _ in range(runs):
+        for name, argv in argv_of.items():
+            wall, out = timed(argv, env)
+            walls[name].append(wall)
+            if name in targets:
+                probe = json.loads(out.strip().splitlines()[-1])
+                expected = targets[name][4]
+                if probe["status"] != expected:
+                    raise RuntimeError(f"{name}: first request answered {probe['status']}: {probe['body']}")
+                parts[name].append(probe)
+    base = median(walls["import functions_framework"])
+    rows = [["python -c 'import functions_framework'", fmt(base * 1000), "1.00×", "—", "—", "—",
+             top_imports(argv_of["import functions_framework"][len(pin):], env)]]
+    ctx.figures["coldstart"] = {"baseline_s": base}
+    for name in targets:
+        wall = median(walls[name])
+        ratio = wall / base
+        p = parts[name]
+        rows.append([name, fmt(wall * 1000), f"{ratio:.2f}×", fmt(median(x["import_ff"] for x in p) * 1000),
+                     fmt(median(x["create_app"] for x in p) * 1000), fmt(median(x["first_request"] for x in p) * 1000),
+                     top_imports(argv_of[name][len(pin):], env)])
+        ctx.figures["coldstart"][name] = {"wall_s": wall, "ratio": ratio,
+                                          "first_request_s": median(x["first_request"] for x in p)}
+        if name != "bare function":
+            ctx.row(f"cold start, {name}", f"{fmt(wall * 1000)} ms", f"{fmt(base * 1000)} ms (import ff)",
+                    f"{ratio:.2f}×", "≤ 1.3×", ratio <= 1.3,
+                    note=f"create_app {fmt(median(x['create_app'] for x in p) * 1000)} ms, first request "
+                         f"{fmt(median(x['first_request'] for x in p) * 1000)} ms")
+    ctx.table(
+        f"Cold start: median wall ms of a fresh process on CPU {SERVER_CPUS}, {runs} runs each, interleaved",
+        ["process", "wall ms", "÷ import ff", "import ff ms", "create_app ms", "first request ms",
+         "largest top-level imports (cumulative ms, one -X importtime run)"],
+        rows,
+        note="create_app imports main.py (and so measure and its dependencies); the first request builds what "
+             "that entry point uses (Pub/Sub client, HTTP session) and does the real work.")

@@ -1,0 +1,79 @@
+"""The publish ceiling: measure.queue.Publisher alone, as receive uses it, against the emulator.
+
+    python -m benchmarks.publish_probe --topic NAME --batch 1 --threads 16 --seconds 3
+
+`--threads` callers each publish `--batch` messages and wait for every confirmation, over and
+over, for `--seconds`; prints one JSON line with messages/s. `--mode client` goes through
+measure.queue.Publisher (the client library's per-message publish and batching, as receive does);
+`--mode direct` sends each batch as one Publish RPC of raw protobufs, which is about what the
+emulator itself can take. Run it pinned to the CPU the function
+gets and it says how much of receive's figure the publish path alone allows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+
+from measure.events import validate
+from measure.message import event_message
+from measure.queue import Publisher
+
+
+def publisher_of(publisher: Publisher, topic: str):
+    """One Publish RPC per batch, raw protobufs: no per-message futures, batching or threads."""
+    from google.pubsub_v1.types import PublishRequest, PubsubMessage
+
+    path = publisher.client.topic_path(publisher.project, topic)
+    message_pb, request_pb = PubsubMessage.pb(), PublishRequest.pb()
+
+    def publish(batch):
+        request = request_pb(topic=path, messages=[message_pb(data=d, attributes=a) for d, a in batch])
+        publisher.client.api.publish(request=PublishRequest.wrap(request), timeout=20)
+
+    return publish
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.publish_probe")
+    parser.add_argument("--topic", required=True)
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--mode", choices=("client", "direct"), default="client")
+    args = parser.parse_args(argv)
+    now = int(time.time())
+    raw = [{"user_id": f"probe-{i:08d}", "event_name": "game_open", "ip": "175.124.248.15", "time_stamp": now,
+            "platform": "pc", "storefront": "steam"} for i in range(args.batch)]
+    messages = [event_message(e) for e in validate(raw, site_ids={"pc/steam": "2960"}, now=now)]
+    publisher = Publisher(os.environ["GOOGLE_CLOUD_PROJECT"])
+    publisher.publish(args.topic, messages[:1])  # connect first
+    publish = publisher_of(publisher, args.topic) if args.mode == "direct" else (
+        lambda batch: publisher.publish(args.topic, batch))
+    count = [0] * args.threads
+    deadline = time.monotonic() + args.seconds
+
+    def work(i: int) -> None:
+        while time.monotonic() < deadline:
+            publish(messages)
+            count[i] += len(messages)
+
+    began = time.monotonic()
+    cpu0 = time.process_time()
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(args.threads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - began
+    print(json.dumps({"messages": sum(count), "seconds": elapsed, "per_s": sum(count) / elapsed,
+                      "cpu_share": (time.process_time() - cpu0) / elapsed}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""receive under load: one event per request against a bare function, and batches of 500.
+
+Both servers are functions-framework as Cloud Run runs it (gunicorn, WORKERS=1, THREADS=16: the
+deployed concurrency of receive), pinned to one CPU like a 1-vCPU instance; wrk runs on the other
+CPU with the Pub/Sub emulator. Repeats alternate bare and receive, so the ratio is side by side.
+The publish path alone (measure.queue.Publisher against the emulator, pinned the same way) is
+measured too: it says how much of receive's figure the emulator leaves room for.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from urllib.parse import urlencode
+
+from benchmarks.common import (
+    BENCH,
+    PY,
+    SERVER_CPUS,
+    TOKEN,
+    Context,
+    MemorySampler,
+    fmt,
+    function_env,
+    median,
+    new_topology,
+    run_wrk,
+    seed_event,
+    start_function,
+    stop,
+    taskset,
+    write_lines,
+)
+
+THREADS = 16  # terraform/variables.tf: concurrency.receive
+BATCH = 500
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def publish_ceiling(ctx: Context, topology, batch: int, seconds: float, mode: str = "client") -> dict:
+    argv = [*taskset(SERVER_CPUS), PY, "-m", "benchmarks.publish_probe", "--topic", topology.names.events_topic,
+            "--batch", str(batch), "--threads", str(THREADS), "--seconds", str(seconds), "--mode", mode]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False, cwd=BENCH.parent,
+                          env={**os.environ, **topology.env()})
+    if done.returncode != 0:
+        raise RuntimeError(f"publish probe failed: {done.stderr[-1000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run(ctx: Context) -> None:
+    seconds = 2.0 if ctx.quick else 4.0
+    topology = new_topology(ctx, "-bench-receive")
+    env = function_env(topology)
+    now = int(time.time())
+    single = write_lines(ctx.workdir / "single.txt", (urlencode(seed_event(i, now)) for i in range(20_000)))
+    batches = write_lines(ctx.workdir / "batches.txt",
+                          (json.dumps([seed_event(b * BATCH + j, now) for j in range(BATCH)], separators=(",", ":"))
+                           for b in range(16)))
+    form, as_json = "application/x-www-form-urlencoded", "application/json"
+
+    bare = start_function(ctx, "bare", "bare", env=env, threads=THREADS, source=BENCH / "bare_function.py")
+    ours = start_function(ctx, "receive", "receive", env=env, threads=THREADS)
+    try:
+        for server, bodies, kind in ((bare, single, form), (ours, single, form), (ours, batches, as_json)):
+            run_wrk(server.url + "/measure", bodies, kind, connections=THREADS, seconds=1, headers=AUTH)  # warm
+        runs: dict[str, list[dict]] = {"bare": [], "ours": [], "bare_batch": [], "ours_batch": []}
+        with MemorySampler(ours.proc.pid) as memory:
+            for _ in range(ctx.repeats):
+                runs["bare"].append(run_wrk(bare.url + "/measure", single, form, connections=THREADS,
+                                            seconds=seconds, headers=AUTH))
+                runs["ours"].append(run_wrk(ours.url + "/measure", single, form, connections=THREADS,
+                                            seconds=seconds, headers=AUTH))
+                runs["bare_batch"].append(run_wrk(bare.url + "/measure", batches, as_json, connections=THREADS,
+                                                  seconds=seconds, headers=AUTH))
+                runs["ours_batch"].append(run_wrk(ours.url + "/measure", batches, as_json, connections=THREADS,
+                                                  seconds=seconds, headers=AUTH))
+    finally:
+        stop(ours)
+        stop(bare)
+    ctx.record_memory("receive", memory.peak)
+    ceiling_single = [publish_ceiling(ctx, topology, 1, seconds) for _ in range(3 if not ctx.quick else 1)]
+    ceiling_batch = [publish_ceiling(ctx, topology, BATCH, seconds) for _ in range(3 if not ctx.quick else 1)]
+    ceiling_direct = [publish_ceiling(ctx, topology, BATCH, seconds, "direct")
+                      for _ in range(3 if not ctx.quick else 1)]
+
+    errors = {k: sum(r["errors"] for r in v) for k, v in runs.items()}
+    if errors["ours"] or errors["ours_batch"]:
+        raise RuntimeError(f"receive answered errors under load: {errors}; see {ctx.workdir}/receive.log")
+
+    def m(kind: str, key: str) -> float:
+        return median(r[key] for r in runs[kind])
+
+    rps_bare, rps_ours = m("bare", "rps"), m("ours", "rps")
+    ratio = rps_ours / rps_bare
+    events_s = m("ours_batch", "rps") * BATCH
+    pub1, pub500 = median(c["per_s"] for c in ceiling_single), median(c["per_s"] for c in ceiling_batch)
+    direct500 = median(c["per_s"] for c in ceiling_direct)
+    ctx.figures["receive"] = {
+        "single_rps": rps_ours, "single_p50_ms": m("ours", "p50_ms"), "single_p99_ms": m("ours", "p99_ms"),
+        "bare_rps": rps_bare, "batch_events_s": events_s, "threads": THREADS,
+        # CPU-seconds per event on the 1-CPU instance, when the server is CPU-bound.
+        "cpu_s_per_event_single": 1 / rps_ours, "cpu_s_per_event_batch": 1 / events_s,
+        "publish_ceiling_single": pub1, "publish_ceiling_batch": pub500, "publish_ceiling_direct": direct500,
+        "peak_pss_mib": memory.peak,
+    }
+
+    def line(name, kind, per=1):
+        rs = runs[kind]
+        return [name, fmt(m(kind, "rps")), fmt(m(kind, "rps") * per), fmt(m(kind, "p50_ms"), 1),
+                fmt(m(kind, "p99_ms"), 1), f"{median(r['wrk_cpu_share'] for r in rs):.0%}",
+                ", ".join(fmt(r["rps"]) for r in rs)]
+
+    ctx.table(
+        f"receive: wrk -t1 -c{THREADS}, {seconds:g} s a repeat; servers WORKERS=1 THREADS={THREADS} "
+        f"on CPU {SERVER_CPUS}",
+        ["server, body", "requests/s", "events/s", "p50 ms", "p99 ms", "wrk CPU", "requests/s per repeat"],
+        [line("bare function, one form event", "bare"),
+         line("receive, one form event", "ours"),
+         line(f"bare function, JSON batch of {BATCH}", "bare_batch", BATCH),
+         line(f"receive, JSON batch of {BATCH}", "ours_batch", BATCH),
+         ["publish only (Publisher → emulator), 1 message a call, 16 callers", "—", fmt(pub1), "—", "—", "—",
+          ", ".join(fmt(c["per_s"]) for c in ceiling_single)],
+         [f"publish only, {BATCH} messages a call, 16 callers", "—", fmt(pub500), "—", "—", "—",
+          ", ".join(fmt(c["per_s"]) for c in ceiling_batch)],
+         [f"emulator: one Publish RPC of {BATCH} raw messages a call, 16 callers", "—", fmt(direct500), "—", "—",
+          "—", ", ".join(fmt(c["per_s"]) for c in ceiling_direct)]],
+        note=f"Errors (non-2xx, socket): {errors}. wrk CPU is the share of one core wrk itself used: far below "
+             f"100% means the load generator was not the limit. Peak PSS of the receive server (master + "
+             f"worker): {memory.peak:.0f} MiB. The publish-only rows run measure.queue.Publisher pinned to the "
+             f"server's CPU: the most the Python client plus the emulator let one CPU publish; the last row skips the "
+             f"client's per-message machinery (one RPC a batch): about the emulator's own ceiling.")
+    ctx.row("receive, one event per request", f"{fmt(rps_ours)} req/s, p50 {fmt(m('ours', 'p50_ms'), 1)} ms, "
+            f"p99 {fmt(m('ours', 'p99_ms'), 1)} ms",
+            f"bare {fmt(rps_bare)} req/s, p50 {fmt(m('bare', 'p50_ms'), 1)} ms, p99 {fmt(m('bare', 'p99_ms'), 1)} ms",
+            f"{ratio:.2f}×", "≥ 0.6×", ratio >= 0.6,
+            note=f"publish-only ceiling {fmt(pub1)} msg/s")
+    ctx.row(f"receive, batches of {BATCH}", f"{fmt(events_s)} events/s",
+            f"publish-only {fmt(pub500)} msg/s (client), {fmt(direct500)} msg/s (one RPC a batch)",
+            f"{events_s / pub500:.2f}× of publish-only", "≥ 20,000 events/s", events_s >= 20_000)
