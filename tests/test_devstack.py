@@ -141,6 +141,9 @@ def test_a_leftover_group_from_a_killed_run_is_stopped(tmp_path):
     state.mkdir()
     argv = ["sleep", "60"]
     leftover = spawn(argv, log_path=tmp_path / "sleep.log")
+    # Until it has exec'd, the child still shows this Python's command line.
+    while Path(f"/proc/{leftover.pid}/cmdline").read_bytes() != b"sleep\x0060\x00":
+        time.sleep(0.01)
     (state / "pids.json").write_text(json.dumps({"send": {"pgid": leftover.pid, "argv": argv}}))
     c = config(tmp_path)
     with socket.socket() as holder:  # stop the start right after the clean-up
