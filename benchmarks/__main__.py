@@ -38,6 +38,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-record", action="store_true", help="do not append to benchmarks/RESULTS.md")
     parser.add_argument("--strict", action="store_true", help="exit 2 when a target is missed")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (server logs)")
+    parser.add_argument("--profile", action="store_true",
+                        help="py-spy the servers under load (installs py-spy into .tools/bench) and print where "
+                             "their CPU time goes")
     args = parser.parse_args(argv)
     args.only = [r.strip() for r in args.only.split(",") if r.strip()]
     unknown = [r for r in args.only if r not in ROWS]
@@ -51,6 +54,13 @@ def summary_table(rows: list[Row]) -> str:
     met = {True: "yes", False: "**no**", None: "—"}
     return markdown_table(["what", "figure (median)", "ceiling, same run", "ratio", "target", "met", "note"],
                           [[r.what, r.figure, r.ceiling, r.ratio, r.target, met[r.met], r.note] for r in rows])
+
+
+def memory_rows(ctx: Context) -> None:
+    """One row per function whose server ran under load in this run: its peak memory."""
+    for function, mib in ctx.peak_memory.items():
+        ctx.row(f"memory, {function} under the load above", f"{mib:.0f} MiB peak", target="≤ 256 MiB",
+                met=mib <= 256, note="PSS of server master + worker" if "RSS" not in function else "peak RSS")
 
 
 def record(ctx: Context, info: dict[str, str], elapsed: float, failures: list[str], args) -> str:
@@ -77,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"measure benchmarks on {info['cpu']}, {info['cores']} cores, {info['memory']}, Python {info['python']}, "
           f"{info['date']} (load {info['load']})", flush=True)
     workdir = Path(tempfile.mkdtemp(prefix="measure-bench-"))
-    ctx = Context(repeats=args.repeats, quick=args.quick, workdir=workdir)
+    ctx = Context(repeats=args.repeats, quick=args.quick, workdir=workdir, profile=args.profile)
     began = time.monotonic()
     failures: list[str] = []
     try:
@@ -93,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                 traceback.print_exc()
                 failures.append(f"{name}: failed: {type(exc).__name__}: {exc}")
             print(f"({name}: {time.monotonic() - started:.0f} s)", flush=True)
+        memory_rows(ctx)
     except KeyboardInterrupt:
         failures.append("interrupted")
     finally:

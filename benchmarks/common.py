@@ -113,9 +113,10 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> s
 class Context:
     """State of one `python -m benchmarks` run, shared by the benchmarks it runs."""
 
-    def __init__(self, *, repeats: int, quick: bool, workdir: Path):
+    def __init__(self, *, repeats: int, quick: bool, workdir: Path, profile: bool = False):
         self.repeats = repeats
         self.quick = quick
+        self.profile = profile
         self.workdir = workdir
         self.rows: list[Row] = []
         self.tables: list[Table] = []
@@ -392,6 +393,67 @@ class MemorySampler:
         self._stop.set()
         self._thread.join()
         self.peak = max(self.peak, group_pss_mib(self.pgid))
+
+
+# ---------------------------------------------------------------- profiles (--profile)
+
+
+class Profile:
+    """py-spy (from .tools/bench) on a server's worker while in use, when the run has --profile.
+
+    Samples only while the worker holds the GIL (--gil), so the shares are of the CPU time spent
+    in Python; the summary keeps the stacks that pass through `root` and names the frames with the
+    largest inclusive share."""
+
+    def __init__(self, ctx: Context | None, name: str, pgid: int, root: str):
+        self.ctx, self.name, self.pgid, self.root = ctx, name, pgid, root
+        self.out = ctx.workdir / f"profile-{name}.txt"
+        self.proc = None
+
+    def __enter__(self) -> Profile:
+        if self.ctx is None or not self.ctx.profile:
+            return self
+        from measure.emulator import group_members
+
+        spy = str(Path(tools_python("py-spy")).parent / "py-spy")
+        members = sorted(group_members(self.pgid))
+        pid = members[-1] if members else self.pgid  # gunicorn's worker is the youngest of the group
+        self.proc = subprocess.Popen([spy, "record", "--pid", str(pid), "--duration", "300", "--rate", "250",
+                                      "--gil", "--format", "raw", "--output", str(self.out)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.3)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is None:
+            return
+        self.proc.send_signal(signal.SIGINT)  # py-spy writes what it has and exits
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        if self.out.exists():
+            self.ctx.table(f"Profile of {self.name}: share of Python CPU samples (py-spy --gil) under load",
+                           ["share", "frame (inclusive)"], summarise_stacks(self.out, self.root))
+
+
+def summarise_stacks(path: Path, root: str, top: int = 25) -> list[list[str]]:
+    counts: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not n.isdigit() or root not in stack:
+            continue
+        frames = stack.split(";")
+        total += int(n)
+        seen = set()
+        for frame in frames[next(i for i, f in enumerate(frames) if root in f):]:
+            key = frame.split(":")[0] + ")" if ":" in frame else frame  # file, not line
+            if key not in seen:
+                seen.add(key)
+                counts[key] = counts.get(key, 0) + int(n)
+    ranked = sorted(counts.items(), key=lambda kv: -kv[1])[:top]
+    return [[f"{n / total:.0%}", f"`{frame}`"] for frame, n in ranked] if total else [["—", "no samples"]]
 
 
 # ---------------------------------------------------------------- wrk

@@ -22,6 +22,7 @@ from benchmarks.common import (
     TOKEN,
     Context,
     MemorySampler,
+    Profile,
     fmt,
     function_env,
     median,
@@ -50,7 +51,7 @@ def publish_ceiling(ctx: Context, topology, batch: int, seconds: float, mode: st
 
 
 def run(ctx: Context) -> None:
-    seconds = 2.0 if ctx.quick else 4.0
+    seconds = 2.0 if ctx.quick else 3.0
     topology = new_topology(ctx, "-bench-receive")
     env = function_env(topology)
     now = int(time.time())
@@ -76,6 +77,12 @@ def run(ctx: Context) -> None:
                                                   seconds=seconds, headers=AUTH))
                 runs["ours_batch"].append(run_wrk(ours.url + "/measure", batches, as_json, connections=THREADS,
                                                   seconds=seconds, headers=AUTH))
+        if ctx.profile:  # extra runs, not counted: py-spy costs the server a little
+            with Profile(ctx, "receive, one event a request", ours.proc.pid, "Flask.wsgi_app"):
+                run_wrk(ours.url + "/measure", single, form, connections=THREADS, seconds=seconds, headers=AUTH)
+            with Profile(ctx, f"receive, batches of {BATCH}", ours.proc.pid, "Flask.wsgi_app"):
+                run_wrk(ours.url + "/measure", batches, as_json, connections=THREADS, seconds=seconds,
+                        headers=AUTH)
     finally:
         stop(ours)
         stop(bare)
