@@ -532,8 +532,13 @@ def backfill(
     # back instead of validating the file a second time (validation is the slower half).
     spool = None if dry_run else tempfile.TemporaryFile(prefix="measure-backfill-", suffix=".events")
     try:
-        last_line = _validate(path, fmt, summary, spool, site_ids=site_ids, max_age=max_age, now=now,
-                              resume=point.line if point else 0, progress=progress, err=err)
+        try:
+            last_line = _validate(path, fmt, summary, spool, site_ids=site_ids, max_age=max_age, now=now,
+                                  resume=point.line if point else 0, progress=progress, err=err)
+        except KeyboardInterrupt:
+            summary.status = INTERRUPTED
+            summary.message = f"interrupted while validating, at line {summary.lines:,}; nothing was sent."
+            return summary
         if summary.invalid and not skip_invalid:
             summary.status = INVALID
             summary.message = (f"{summary.invalid:,} invalid line(s); nothing was sent. Fix them, or pass "
@@ -642,16 +647,21 @@ def _send(spool: IO[bytes], summary: Summary, *, sink: Sink, point: Checkpoint |
             settle(block=False)
         settle(block=True)
     except KeyboardInterrupt:
+        # Let the chunks already handed to Pub/Sub finish, so the checkpoint can count them.
         for _, _, future in pending:
             future.cancel()
+        interrupted = True
         settle(block=True)
-        meter.finish()
-        raise
+    else:
+        interrupted = False
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     meter.finish()
     where = f" {point.path} is at line {point.line}; run the same command again to resume." if point else ""
-    if failure is not None:
+    if interrupted:
+        summary.status = INTERRUPTED
+        summary.message = f"interrupted.{where}"
+    elif failure is not None:
         summary.status = SEND_FAILED
         summary.message = f"sending failed: {mask_ips(str(failure))}.{where}"
     elif summary.published < total:
@@ -778,7 +788,7 @@ def main(argv: list[str] | None = None, *, env: Mapping[str, str] | None = None,
     except UsageError as error:
         err.write(f"backfill: {error}\n")
         return USAGE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a second Ctrl-C while the first was being handled
         err.write("\nbackfill: interrupted; run the same command again to resume from the checkpoint\n")
         return INTERRUPTED
     finally:

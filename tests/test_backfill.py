@@ -188,6 +188,25 @@ def test_a_publish_failure_keeps_the_checkpoint_before_the_failed_chunk(env, tmp
     assert Counter(published_ids(env, 1000)) == Counter(ids_of(rows))
 
 
+class InterruptingSink(FailingSink):
+    def send(self, chunk):
+        if self.calls + 1 == self.fail_at:
+            self.calls += 1
+            raise KeyboardInterrupt  # what Ctrl-C looks like from inside a publish
+        super().send(chunk)
+
+
+def test_ctrl_c_reports_how_far_it_got_and_the_rerun_finishes(env, tmp_path):
+    rows = [good(i) for i in range(500)]
+    path = write_csv(tmp_path / "events.csv", rows)
+    sink = InterruptingSink(Publisher(env.project), env.names.events_topic, fail_at=3)
+    status, out, _ = run([str(path), "--chunk-size", "100", "--in-flight", "1"], sink=sink)
+    assert status == 130
+    assert "published     200" in out and "is at line 201; run the same command again to resume" in out
+    assert run([str(path), "--chunk-size", "100"])[0] == 0
+    assert Counter(published_ids(env, 500)) == Counter(ids_of(rows))
+
+
 def test_with_chunks_in_flight_a_failure_never_moves_the_checkpoint_past_it(env, tmp_path):
     rows = [good(i) for i in range(1000)]
     path = write_csv(tmp_path / "events.csv", rows)
