@@ -263,6 +263,14 @@ class Checkpoint:
             )
         return cls(path, fingerprint, data["line"], int(data.get("published", 0)))
 
+    def check_writable(self) -> None:
+        """Find out before sending, not after the first chunk, that the checkpoint cannot be kept."""
+        try:
+            self.save(self.line, self.published)
+        except OSError as error:
+            raise UsageError(f"checkpoint {self.path}: cannot be written ({error.strerror}); "
+                             "pass --checkpoint PATH somewhere writable") from None
+
     def save(self, line: int, published: int) -> None:
         self.line, self.published = line, published
         body = {"v": 1, "line": line, "published": published, "fingerprint": self.fingerprint,
@@ -549,6 +557,8 @@ def backfill(
             summary.message = (f"nothing to do: {checkpoint} says every line was sent already; "
                                "delete it to send the file again.")
         else:
+            if point:
+                point.check_writable()
             spool.seek(0)
             began = time.monotonic()
             try:

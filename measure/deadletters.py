@@ -430,11 +430,17 @@ def purge(hold: Hold, selection: Selection, now: float | None = None, *, confirm
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = Parser(add_help=False)
-    common.add_argument("--project", help="Google Cloud project (default GOOGLE_CLOUD_PROJECT)")
-    common.add_argument("--subscription",
-                        help="the hold subscription (default MEASURE_DEAD_LETTER_SUBSCRIPTION or "
-                             f"{DEFAULT_SUBSCRIPTION})")
+    def common_options(default: object) -> Parser:
+        common = Parser(add_help=False)
+        common.add_argument("--project", default=default, help="Google Cloud project (default GOOGLE_CLOUD_PROJECT)")
+        common.add_argument("--subscription", default=default,
+                            help="the hold subscription (default MEASURE_DEAD_LETTER_SUBSCRIPTION or "
+                                 f"{DEFAULT_SUBSCRIPTION})")
+        return common
+
+    # Accepted before or after the command; after it, an option not given must not overwrite the
+    # value given before it, hence SUPPRESS there.
+    top, common = common_options(None), common_options(argparse.SUPPRESS)
     filters = Parser(add_help=False)
     filters.add_argument("--reason", help="reason contains this text (case-insensitive)")
     filters.add_argument("--kind", choices=(*KINDS, "unknown"))
@@ -452,7 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Inspect, replay and purge the dead letters held on the dead-letter subscription.",
         epilog="Exit status: 0 done, 1 nothing found (show), 2 usage, 3 a replay publish failed (nothing of "
                "the failed part was removed).",
-        parents=[common],
+        parents=[top],
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="{list,show,replay,purge}")
     listing = commands.add_parser("list", parents=[common, filters], help="what is held (consumes nothing)")

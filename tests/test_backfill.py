@@ -246,6 +246,13 @@ def test_a_checkpoint_of_another_file_is_refused(env, tmp_path):
     assert status == 2 and "was written for a different file" in err
 
 
+def test_an_unwritable_checkpoint_stops_the_run_before_anything_is_sent(env, tmp_path):
+    path = write_csv(tmp_path / "events.csv", [good(i) for i in range(3)])
+    status, _, err = run([str(path), "--checkpoint", str(tmp_path / "no-such-dir" / "x.checkpoint")])
+    assert status == 2 and "cannot be written" in err
+    assert published_ids(env, 1, timeout=0.5) == []
+
+
 def test_usage_problems_exit_2_with_a_clear_message(env, tmp_path):
     bad_header = tmp_path / "events.csv"
     bad_header.write_text("timestamp,user_id\n1,2\n")

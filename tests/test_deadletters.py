@@ -150,6 +150,14 @@ def test_purge_needs_yes_then_deletes_only_the_chosen(held):
     assert sorted(d["event_id"] for d in listed(held)) == ["ev-1", "ev-2", "ev-3"]
 
 
+def test_options_may_come_before_the_command(held, monkeypatch):
+    monkeypatch.delenv("GOOGLE_CLOUD_PROJECT")
+    out = io.StringIO()
+    status = deadletters.main(["--project", held.project, "--subscription", held.names.dead_letter_subscription,
+                               "list", "--json"], out=out, err=io.StringIO())
+    assert status == 0 and len(json.loads(out.getvalue())) == 4
+
+
 def test_usage_errors(topology, monkeypatch):
     assert run(topology, "list", "--older-than", "2x")[0] == 2
     assert "is not a duration" in run(topology, "list", "--older-than", "2x")[2]
