@@ -416,8 +416,13 @@ class Profile:
         from measure.emulator import group_members
 
         spy = str(Path(tools_python("py-spy")).parent / "py-spy")
-        members = sorted(group_members(self.pgid))
-        pid = members[-1] if members else self.pgid  # gunicorn's worker is the youngest of the group
+        def parent(pid: int) -> int:
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+            return 0
+
+        # gunicorn's worker is the master's child; the master itself only supervises.
+        pid = next((p for p in group_members(self.pgid) if parent(p) == self.pgid), self.pgid)
         self.proc = subprocess.Popen([spy, "record", "--pid", str(pid), "--duration", "300", "--rate", "250",
                                       "--gil", "--format", "raw", "--output", str(self.out)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
