@@ -30,6 +30,13 @@ class CircuitBreaker:
         with self._lock:
             return self._opened_at is not None
 
+    def ready(self) -> bool:
+        """Would `allow` let an attempt out now? (Asks without taking the half-open trial.)"""
+        with self._lock:
+            if self._opened_at is None:
+                return True
+            return not self._trial_out and self.clock() - self._opened_at >= self.cooldown
+
     def allow(self) -> bool:
         """May an attempt go out now?"""
         with self._lock:

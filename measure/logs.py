@@ -16,6 +16,7 @@ import functools
 import ipaddress
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -34,6 +35,28 @@ def mask_ip(value: object) -> str:
         return "<not an ip>"
     prefix = 24 if address.version == 4 else 48
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+
+
+# Candidates for an address inside free text (an API's message, an exception): checked by
+# ipaddress before masking, so times like 18:42:45 are left alone.
+_ADDRESS_LIKE = re.compile(
+    r"(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?![\w.])"  # IPv4, also when a :port follows
+    r"|(?<![\w.:])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![\w.:])"  # IPv6
+)
+
+
+def _mask_match(match: re.Match) -> str:
+    text = match.group(0)
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return text
+    return mask_ip(text)
+
+
+def scrub(text: str) -> str:
+    """Mask every IP address in a free-text value."""
+    return _ADDRESS_LIKE.sub(_mask_match, text)
 
 
 def set_trace(header: str | None, project: str | None = None) -> contextvars.Token:
@@ -66,14 +89,18 @@ def traced(handler):
 
 
 def log(severity: str, message: str, **fields: object) -> None:
-    record: dict[str, object] = {"severity": severity, "message": message, "time": round(time.time(), 3)}
+    record: dict[str, object] = {"severity": severity, "message": scrub(message), "time": round(time.time(), 3)}
     trace = _trace.get()
     if trace:
         record["logging.googleapis.com/trace"] = trace
     for key, value in fields.items():
         if value is None:
             continue
-        record[key] = mask_ip(value) if key in _IP_FIELDS else value
+        if key in _IP_FIELDS:
+            value = mask_ip(value)
+        elif isinstance(value, str):
+            value = scrub(value)  # a reason or error may quote the address it refuses
+        record[key] = value
     line = json.dumps(record, default=str, separators=(",", ":")) + "\n"
     with _lock:
         sys.stdout.write(line)

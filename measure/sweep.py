@@ -152,18 +152,26 @@ class Sweeper:
                      reason=reason, outcome="expired")
 
     def _attempt_all(self, due: list, counts: Counter) -> list[str]:
-        """Attempt the due messages in parallel; stop starting new ones once the circuit opens."""
+        """Attempt the due messages in parallel; stop starting new ones once the circuit opens.
+
+        With the circuit open, nothing goes out until its cooldown has passed; then one message
+        is the half-open trial, and only if it closes the circuit do the others follow."""
         def one(item_envelope):
             item, envelope = item_envelope
-            if self.delivery.breaker.is_open:
+            if self.delivery.breaker.is_open and not self.delivery.breaker.ready():
                 return item.ack_id, "released"
             try:
                 return item.ack_id, self.delivery.attempt(envelope, "sweep").result
             except PublishError:
                 return item.ack_id, "errors"
 
+        results = []
+        if self.delivery.breaker.is_open:
+            results.append(one(due[0]))  # the trial, or released while cooling down
+            due = due[1:]
+        results.extend(self._pool.map(one, due))
         ack_ids, released = [], []
-        for ack_id, result in self._pool.map(one, due):
+        for ack_id, result in results:
             if result in ("released", "errors"):
                 released.append(ack_id)
             else:

@@ -85,7 +85,7 @@ class Webhook:
             accepted = events.validate(raw, site_ids=self.config.site_ids, max_age=self.config.event_max_age,
                                        now=self.clock())
         except events.BodyError as exc:
-            return error_response(exc.status, "invalid_body", str(exc), [exc.to_dict()])
+            return error_response(exc.status, "invalid_body", str(exc), exc.problems)
         except events.InvalidEvents as exc:
             return error_response(400, "invalid_events", f"{len(exc.problems)} problem(s); nothing was accepted",
                                   exc.problems)

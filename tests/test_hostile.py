@@ -333,10 +333,6 @@ def test_every_hostile_request_is_a_named_4xx_and_nothing_is_published(client, t
     assert leaked == [], [m.message.data[:200] for m in leaked]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "measure bug: a body error (400/413/415 from events.BodyError) answers problems=[{error, problems: "
-    "[{index, field, problem}]}] instead of [{index, field, problem}]: webhook.py passes [exc.to_dict()] "
-    "where it should pass exc.problems"))
 @pytest.mark.parametrize(("body", "content_type"), [(b"{", JSON), (b"{}", "text/plain"), (b"\xff", JSON)])
 def test_body_errors_list_problems_in_the_documented_shape(client, body, content_type):
     response = client.post("/measure", data=body, headers={**bearer(), "Content-Type": content_type})

@@ -205,10 +205,6 @@ class _Dropped:
         return "1"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "measure bug: the Measurement API's own message is logged unmasked (delivery and dead-lettered "
-    "lines, field `reason`), so an answer that names the device_ip puts the player's full address "
-    "in the logs; logs.log masks only fields named ip/device_ip/..."))
 def test_an_api_answer_naming_the_address_is_masked_in_the_logs(capfd):
     server = ThreadingHTTPServer(("127.0.0.1", 0), _EchoingAPI)
     threading.Thread(target=server.serve_forever, daemon=True).start()

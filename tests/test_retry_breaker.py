@@ -76,3 +76,14 @@ def test_breaker_reopens_when_the_trial_fails_and_ignores_rejections():
     assert breaker.allow()
     breaker.record(unreachable("timeout"))
     assert not breaker.allow()
+
+
+def test_ready_asks_without_taking_the_trial():
+    clock = Clock()
+    breaker = CircuitBreaker(threshold=1, cooldown=5, clock=clock)
+    assert breaker.ready()
+    breaker.record(unreachable("timeout"))
+    assert not breaker.ready()
+    clock.now = 6
+    assert breaker.ready() and breaker.ready()  # asking twice takes nothing
+    assert breaker.allow() and not breaker.ready()  # the trial is out
