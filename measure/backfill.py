@@ -49,7 +49,8 @@ from typing import IO, Protocol
 
 from measure import events
 from measure.config import ConfigError, check_endpoint, load
-from measure.deadletters import ArgumentError, Parser, duration_arg, mask_ips
+from measure.deadletters import ArgumentError, Parser, duration_arg
+from measure.logs import scrub
 from measure.message import event_message
 
 OK, INVALID, USAGE, SEND_FAILED, INTERRUPTED = 0, 1, 2, 3, 130
@@ -225,7 +226,7 @@ def _has_surrogate(text: str) -> bool:
 def describe(source: str, line: Line) -> str:
     """`events.csv:17: ip: ...; time_stamp: ...`, addresses masked."""
     problems = "; ".join(f"{name}: {problem}" for name, problem in line.problems)
-    return mask_ips(f"{source}:{line.number}: {problems}")
+    return scrub(f"{source}:{line.number}: {problems}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -382,13 +383,13 @@ class WebhookSink:
         try:
             answer = response.json()
         except ValueError:
-            return mask_ips(response.text[:300])
+            return scrub(response.text[:300])
         problems = []
         for p in answer.get("problems", [])[:10]:
             index = p.get("index")
             where = f"line {batch[index].number}: " if isinstance(index, int) and 0 <= index < len(batch) else ""
             problems.append(f"{where}{p.get('field')}: {p.get('problem')}")
-        return mask_ips("; ".join(problems) or str(answer.get("message", answer))[:300])
+        return scrub("; ".join(problems) or str(answer.get("message", answer))[:300])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -673,7 +674,7 @@ def _send(spool: IO[bytes], summary: Summary, *, sink: Sink, point: Checkpoint |
         summary.message = f"interrupted.{where}"
     elif failure is not None:
         summary.status = SEND_FAILED
-        summary.message = f"sending failed: {mask_ips(str(failure))}.{where}"
+        summary.message = f"sending failed: {scrub(str(failure))}.{where}"
     elif summary.published < total:
         summary.status = SEND_FAILED
         summary.message = f"stopped after {chunks} chunk(s) (max_chunks).{where}"

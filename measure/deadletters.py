@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import ipaddress
 import json
 import os
 import re
@@ -35,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import IO
 
 from measure.events import Event, InvalidEvents
-from measure.logs import mask_ip
+from measure.logs import mask_ip, scrub
 from measure.message import UndecodableMessageError, decode_dead_letter, event_message
 
 DEFAULT_SUBSCRIPTION = "measure-dead-letter-hold"
@@ -54,24 +53,6 @@ REPLAY_CHUNK = 500
 
 # ---------------------------------------------------------------------------------------------
 # Small helpers: masking and durations
-
-
-_IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.])")
-_IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{0,4}|(?:\d{1,3}\.){3}\d{1,3})(?![\w:])")
-
-
-def mask_ips(text: str) -> str:
-    """Every IPv4 or IPv6 address in free text replaced by its network (logs.mask_ip)."""
-
-    def masked(match: re.Match) -> str:
-        candidate = match.group()
-        try:
-            ipaddress.ip_address(candidate)
-        except ValueError:
-            return candidate  # "12:30:45" and other look-alikes stay as they are
-        return mask_ip(candidate)
-
-    return _IPV4.sub(masked, _IPV6.sub(masked, text))
 
 
 _DURATION = re.compile(r"(\d+)\s*([smhdw])")
@@ -185,7 +166,7 @@ class DeadLetter:
     def summary(self, now: float) -> dict:
         """What `list --json` prints: no event fields beyond id and name, reason masked."""
         return {"message_id": self.message_id, "event_id": self.event_id, "event_name": self.event_name,
-                "kind": self.kind, "reason": mask_ips(self.reason), "at": self.at, "age_s": round(now - self.at),
+                "kind": self.kind, "reason": scrub(self.reason), "at": self.at, "age_s": round(now - self.at),
                 "attempts": self.attempts}
 
     def whole(self, now: float) -> dict:
@@ -198,14 +179,14 @@ class DeadLetter:
         }
         if self.body is None:
             shown["problem"] = self.problem
-            shown["data"] = mask_ips(self.data[:4096].decode("utf-8", "replace"))
+            shown["data"] = scrub(self.data[:4096].decode("utf-8", "replace"))
             return shown
         event = dict(self.event_fields) if self.event_fields is not None else None
         if event and "ip" in event:
             event["ip"] = mask_ip(event["ip"])
         dead = dict(self.dead)
         if "reason" in dead:
-            dead["reason"] = mask_ips(str(dead["reason"]))
+            dead["reason"] = scrub(str(dead["reason"]))
         if isinstance(dead.get("at"), (int, float)):
             dead["at_utc"] = _iso(dead["at"])
         shown.update(v=self.body.get("v"), event=event, dead=dead)
@@ -214,7 +195,7 @@ class DeadLetter:
                 raw = base64.b64decode(self.body["raw"]).decode("utf-8", "replace")
             except ValueError:
                 raw = "(raw is not valid base64)"
-            shown["raw_text"] = mask_ips(raw)
+            shown["raw_text"] = scrub(raw)
         return shown
 
 
@@ -482,7 +463,7 @@ def selection_from(args: argparse.Namespace) -> Selection:
 def render_table(letters: list[DeadLetter], now: float) -> str:
     rows = [("AGE", "KIND", "ATTEMPTS", "EVENT NAME", "EVENT ID", "REASON")]
     for letter in letters:
-        reason = mask_ips(letter.reason.replace("\n", " "))
+        reason = scrub(letter.reason.replace("\n", " "))
         rows.append((format_age(now - letter.at), letter.kind, str(letter.attempts), letter.event_name or "-",
                      letter.event_id or f"(message {letter.message_id})",
                      reason if len(reason) <= 80 else reason[:79] + "…"))
@@ -571,7 +552,7 @@ def _run(args, hold: Hold, selection: Selection, project: str, env, out: IO[str]
             publisher.client.stop()
     out.write(f"replayed {len(result.replayed)} of {result.selected} selected ({result.held} held) to {topic}.\n")
     for letter, why in result.unreplayable:
-        out.write(f"  left in the hold, cannot be replayed: message {letter.message_id}: {mask_ips(why)}\n")
+        out.write(f"  left in the hold, cannot be replayed: message {letter.message_id}: {scrub(why)}\n")
     if result.unreplayable:
         out.write(f"{len(result.unreplayable)} cannot be replayed; inspect with `show MESSAGE_ID`, "
                   "delete with `purge --event-id MESSAGE_ID --yes`.\n")

@@ -169,10 +169,10 @@ def test_usage_errors(topology, monkeypatch):
     assert status == 2 and "does not exist" in err.getvalue()
 
 
-def test_parse_duration_and_mask_ips():
+def test_parse_duration_and_masking():
     assert [deadletters.parse_duration(t) for t in ("90", "90s", "30m", "2h", "3d", "1w", "1h30m")] == [
         90, 90, 1800, 7200, 259200, 604800, 5400]
     with pytest.raises(ValueError, match="is not a duration"):
         deadletters.parse_duration("3 days")
-    assert deadletters.mask_ips("from 81.2.69.142 and 2001:4860:4860::8888 at 12:30:45, v1.2.3") == (
+    assert deadletters.scrub("from 81.2.69.142 and 2001:4860:4860::8888 at 12:30:45, v1.2.3") == (
         "from 81.2.69.0/24 and 2001:4860:4860::/48 at 12:30:45, v1.2.3")
