@@ -52,7 +52,7 @@ os._exit(0)  # the import and the first request are measured, not the interprete
 """
 
 
-def requests_for(topology) -> dict[str, tuple[str, str, str, dict, int]]:
+def requests_for(topology, source: str = "main.py") -> dict[str, tuple[str, str, str, dict, int]]:
     """target -> (function name, source, signature type, first request, expected status)."""
     from measure.events import validate
     from measure.message import event_message
@@ -71,10 +71,10 @@ def requests_for(topology) -> dict[str, tuple[str, str, str, dict, int]]:
             "body": urlencode(seed_event(2, now))}
     return {
         "bare function": ("bare", str(BENCH / "bare_function.py"), "http", form, 202),
-        "receive": ("receive", "main.py", "http", form, 202),
-        "send": ("send", "main.py", "cloudevent", {"path": "/", "headers": ce_headers, "body": json.dumps(push)},
+        "receive": ("receive", source, "http", form, 202),
+        "send": ("send", source, "cloudevent", {"path": "/", "headers": ce_headers, "body": json.dumps(push)},
                  200),
-        "sweep": ("sweep", "main.py", "http", {"path": "/", "headers": {}, "body": ""}, 200),
+        "sweep": ("sweep", source, "http", {"path": "/", "headers": {}, "body": ""}, 200),
     }
 
 
@@ -108,7 +108,7 @@ def run(ctx: Context) -> None:
     sandbox = ctx.sandbox()
     sandbox.reset(latency_ms=0)
     env = {**os.environ, **function_env(topology, endpoint=sandbox.serve_url)}
-    targets = requests_for(topology)
+    targets = requests_for(topology, str(ctx.source))
     runs = 3 if ctx.quick else max(7, ctx.repeats)
     pin = taskset(SERVER_CPUS)
     argv_of = {"import functions_framework": [*pin, PY, "-c", BASELINE]}

@@ -117,6 +117,8 @@ class Context:
         self.repeats = repeats
         self.quick = quick
         self.profile = profile
+        self.source = MAIN_PY  # --proposed: benchmarks/proposed_main.py, main.py with the recommended changes
+        self.label = ""
         self.workdir = workdir
         self.rows: list[Row] = []
         self.tables: list[Table] = []
@@ -128,6 +130,7 @@ class Context:
 
     def row(self, *args, **kwargs) -> Row:
         row = Row(*args, **kwargs)
+        row.what += self.label
         self.rows.append(row)
         mark = {True: "meets", False: "MISSES", None: ""}[row.met]
         print(f"  -> {row.what}: {row.figure}  (ceiling {row.ceiling}, ratio {row.ratio}, "
@@ -135,6 +138,7 @@ class Context:
         return row
 
     def table(self, title: str, header: Sequence[str], rows: list[Sequence[object]], note: str = "") -> None:
+        title += self.label
         self.tables.append(Table(title, header, rows, note))
         print(f"\n{title}\n{markdown_table(header, rows)}" + (f"\n{note}" if note else "") + "\n", flush=True)
 
@@ -318,13 +322,14 @@ def new_topology(ctx: Context, suffix: str, **kwargs):
 
 
 def start_function(ctx: Context, name: str, target: str, *, env: Mapping[str, str], threads: int,
-                   source: Path = MAIN_PY, signature_type: str = "http", cpus: str = SERVER_CPUS):
+                   source: Path | None = None, signature_type: str = "http", cpus: str = SERVER_CPUS):
     """functions-framework as Cloud Run runs it (gunicorn, WORKERS/THREADS from the environment),
     pinned to `cpus`; returns a running, listening `measure.devstack.Service`."""
     from measure.devstack import functions_framework_bin, start_service
     from measure.emulator import free_port
 
     port = free_port()
+    source = source or ctx.source
     argv = [*taskset(cpus), functions_framework_bin(), "--target", target, "--source", str(source),
             "--signature-type", signature_type, "--host", LOOPBACK, "--port", str(port)]
     full_env = {**os.environ, **env, "WORKERS": "1", "THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
@@ -407,7 +412,7 @@ class Profile:
 
     def __init__(self, ctx: Context | None, name: str, pgid: int, root: str):
         self.ctx, self.name, self.pgid, self.root = ctx, name, pgid, root
-        self.out = ctx.workdir / f"profile-{name}.txt"
+        self.out = ctx.workdir / f"profile-{name}.txt" if ctx else Path("/dev/null")
         self.proc = None
 
     def __enter__(self) -> Profile:
@@ -443,6 +448,7 @@ class Profile:
 
 
 def summarise_stacks(path: Path, root: str, top: int = 25) -> list[list[str]]:
+    """Inclusive share per frame (file-level, not line) of the stacks that pass through `root`."""
     counts: dict[str, int] = {}
     total = 0
     for line in path.read_text().splitlines():

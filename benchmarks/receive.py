@@ -92,10 +92,10 @@ def run(ctx: Context) -> None:
         stop(ours)
         stop(bare)
     ctx.record_memory("receive", memory.peak)
-    ceiling_single = [publish_ceiling(ctx, topology, 1, seconds) for _ in range(3 if not ctx.quick else 1)]
-    ceiling_batch = [publish_ceiling(ctx, topology, BATCH, seconds) for _ in range(3 if not ctx.quick else 1)]
-    ceiling_direct = [publish_ceiling(ctx, topology, BATCH, seconds, "direct")
-                      for _ in range(3 if not ctx.quick else 1)]
+    probes = 1 if ctx.quick else 3
+    ceiling_single = [publish_ceiling(ctx, topology, 1, 2.0) for _ in range(probes)]
+    ceiling_batch = [publish_ceiling(ctx, topology, BATCH, 2.0) for _ in range(probes)]
+    ceiling_direct = [publish_ceiling(ctx, topology, BATCH, 2.0, "direct") for _ in range(probes)]
 
     errors = {k: sum(r["errors"] for r in v) for k, v in runs.items()}
     if errors["ours"] or errors["ours_batch"]:

@@ -57,7 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=64)
     parser.add_argument("--events", type=int, default=8000)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--proposed", action="store_true", help="apply benchmarks.proposed first")
     args = parser.parse_args(argv)
+    if args.proposed:
+        from benchmarks import proposed
+
+        proposed.apply()
     config = config_module.load()
     client = MeasurementClient(config.endpoint, Secrets(config).credentials, pool_size=args.workers)
     delivery = Delivery(config, client, Publisher(config.project or ""))

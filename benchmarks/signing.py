@@ -117,7 +117,7 @@ def run(ctx: Context) -> None:
     namespace["params"] = events.to_params(event, advertiser_id="877", site_id="2960")
 
     binary = go_benchmark_binary(ctx)
-    ops = 300_000 if ctx.quick else 1_000_000
+    ops = 100_000 if ctx.quick else 300_000
     go, py, proposed, per_event = [], [], [], []
     for _ in range(ctx.repeats):  # interleaved, so a busy moment of the machine hits both sides
         go.append(go_ns_per_op(binary, ops))
