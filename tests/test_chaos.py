@@ -21,11 +21,15 @@ import io
 import json
 import os
 import random
+import re
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -38,8 +42,9 @@ from measure.config import load
 from measure.delivery import Delivery
 from measure.devstack import REPO_ROOT, SERVER_START_TIMEOUT, Service, function_server, functions_framework_bin
 from measure.emulator import LOOPBACK, create_topology, free_port, spawn, stop_group
-from measure.message import retry_message
+from measure.message import decode, retry_message
 from measure.outcome import Kind, Outcome
+from measure.queue import Publisher
 from measure.sandbox import Sandbox
 from measure.sweep import Sweeper
 from tests.helpers import ADVERTISER, CONSUMER_KEY, PRIVATE_KEY, SITE_IDS, TOKENS, base_env, seed_form
@@ -301,20 +306,25 @@ class Poster:
             return list(pool.map(self.post, bodies))
 
 
-def test_every_accepted_event_reaches_the_api_exactly_once_through_faults(
-    make_topology, function_server, tmp_path, request, capfd
-):
-    started = time.monotonic()
+def shower(request, capfd):
+    """print for progress and figures: on the terminal for the full run or -s, else kept for a failure report."""
     shown = FULL or request.config.getoption("capture") == "no"
 
     def show(line: str) -> None:
-        """Progress and figures: on the terminal for the full run or -s, else kept for a failure report."""
         if shown:
             with capfd.disabled():
                 print(line, flush=True)
         else:
             print(line)
 
+    return show
+
+
+def test_every_accepted_event_reaches_the_api_exactly_once_through_faults(
+    make_topology, function_server, tmp_path, request, capfd
+):
+    started = time.monotonic()
+    show = shower(request, capfd)
     run = f"chaos{int(time.time())}"
     rng = random.Random(6)
     sandbox = Sandbox({CONSUMER_KEY: PRIVATE_KEY}, advertiser_id=ADVERTISER).start()
@@ -439,5 +449,106 @@ def test_every_accepted_event_reaches_the_api_exactly_once_through_faults(
     out, err = capfd.readouterr()
     texts = {str(path): Path(path).read_text(errors="replace") for _, path in request.node.measure_logs}
     texts["test stdout/stderr"] = out + err
+    found = {name: leaks(text) for name, text in texts.items()}
+    assert not any(found.values()), {name: hits[:5] for name, hits in found.items() if hits}
+
+
+# ---------------------------------------------------------------------------------------------
+# A long outage: events outlive the retry window, are dead-lettered, and a replay delivers them
+
+
+def dead_letters_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """`python -m measure dead-letters ...` as an operator runs it."""
+    return subprocess.run([sys.executable, "-m", "measure", "dead-letters", *args], cwd=REPO_ROOT,
+                          env={**os.environ, **env}, capture_output=True, text=True, timeout=120, check=False)
+
+
+def age_retry_backlog(topology, expect: int, by: float) -> int:
+    """Stand in for the passage of time: take every retry message off the retry subscription and
+    put it back with its first failure `by` seconds earlier. Returns how many were aged."""
+    received = topology.pull(topology.names.retry_subscription, expect=expect, timeout=30, max_messages=500)
+    aged = [retry_message(e.event, replace(e.retry, first_failure=e.retry.first_failure - by))
+            for e in (decode(m.message.data) for m in received)]
+    Publisher(topology.project).publish(topology.names.retry_topic, aged)
+    return len(aged)
+
+
+def test_a_long_outage_dead_letters_expired_events_and_a_replay_delivers_each_once(
+    make_topology, function_server, tmp_path, request, capfd
+):
+    """The API is down for longer than MEASURE_RETRY_MAX_AGE (its minimum, 60 s): every event is
+    dead-lettered as expired with the last error, then `dead-letters replay --all` puts them back
+    and each reaches the API exactly once. The reduced run does not wait the 60 s: it ages the
+    retry backlog instead (the full run, MEASURE_CHAOS_FULL=1, waits for real)."""
+    count = 200 if FULL else 30
+    max_age = 60
+    with Sandbox({CONSUMER_KEY: PRIVATE_KEY}, advertiser_id=ADVERTISER).start() as sandbox:
+        sandbox.set_faults(outage_for=3600, outage_mode="503")  # down, for as long as this test cares
+        topology = make_topology()
+        env = {**base_env(sandbox.serve_url), **topology.env(), "MEASURE_RETRY_SCHEDULE": "0.2,0.5,0.8",
+               "MEASURE_RETRY_MAX_AGE": str(max_age), "MEASURE_SWEEP_BUDGET": "8",
+               "MEASURE_CHAOS_READ_TIMEOUT": str(READ_TIMEOUT), "MEASURE_CHAOS_BREAKER_COOLDOWN": str(COOLDOWN)}
+        receive_url = function_server("receive", env)
+        send_url = function_server("send", env, signature_type="cloudevent", source=CHAOS_MAIN)
+        sweep_url = function_server("sweep", env, source=CHAOS_MAIN)
+        create_topology(topology.project, emulator_host=topology.emulator_host, push_endpoint=send_url,
+                        names=topology.names)
+        cli_env = {**topology.env(), "MEASURE_DEAD_LETTER_SUBSCRIPTION": topology.names.dead_letter_subscription}
+
+        poster = Poster(receive_url.rstrip("/") + "/measure")
+        made = chaos_events(f"outage{int(time.time())}", count, random.Random(7))
+        poster.post_all(request_bodies(made, random.Random(7)))
+        accepted = poster.accepted
+        assert len(accepted) == count
+
+        started = time.monotonic()
+        if FULL:
+            # Real time: sweeps keep failing against the outage until each event is too old.
+            sweeps = Sweeps(sweep_url).start()
+            try:
+                deadline = time.monotonic() + max_age + 120
+                while sweeps.total("dead_lettered") < count and time.monotonic() < deadline:
+                    time.sleep(1)
+            finally:
+                sweeps.stop()
+        else:
+            # Every event failed in send (or was routed around its open circuit) and waits on the
+            # retry subscription: age the backlog past the limit, then sweep.
+            assert age_retry_backlog(topology, count, max_age + 1) == count
+            for _ in range(20):
+                if requests.post(sweep_url, timeout=60).json()["dead_lettered"] == 0 and _ > 0:
+                    break
+        assert sandbox.accepted_ids() == Counter()
+
+        listed = dead_letters_cli(cli_env, "list", "--json")
+        assert listed.returncode == 0, listed.stderr
+        held = json.loads(listed.stdout)
+        assert sorted(letter["event_id"] for letter in held) == sorted(accepted)
+        for letter in held:
+            assert letter["kind"] == "expired", letter
+            assert "gave up after" in letter["reason"] and f"MEASURE_RETRY_MAX_AGE {max_age} s" in letter["reason"]
+            # The last error is the API's 503, or the open circuit that kept an attempt from being made.
+            assert re.search(r"last error: (HTTP 503|circuit open)", letter["reason"]), letter["reason"]
+        assert any("last error: HTTP 503" in letter["reason"] for letter in held)
+        expired_after = time.monotonic() - started
+
+        sandbox.clear_faults()  # the API is back
+        replayed = dead_letters_cli(cli_env, "replay", "--all")
+        assert replayed.returncode == 0, replayed.stderr
+        assert f"replayed {count} of {count} selected" in replayed.stdout, replayed.stdout
+        deadline = time.monotonic() + 60
+        while set(sandbox.accepted_ids()) != accepted and time.monotonic() < deadline:
+            time.sleep(0.2)
+        seen = sandbox.accepted_ids()
+        assert set(seen) == accepted and set(seen.values()) == {1}
+        after = dead_letters_cli(cli_env, "list", "--json")
+        assert after.returncode == 0 and json.loads(after.stdout) == [], after.stdout
+        shower(request, capfd)(
+            f"\nlong outage ({'full' if FULL else 'reduced'}): {count} events dead-lettered as expired after "
+            f"{expired_after:.0f} s, replayed and delivered once each; sandbox {sandbox.stats()}")
+
+    out, err = capfd.readouterr()
+    texts = {str(path): Path(path).read_text(errors="replace") for _, path in request.node.measure_logs}
+    texts["test output and the dead-letters command"] = out + err + listed.stdout + replayed.stdout + after.stdout
     found = {name: leaks(text) for name, text in texts.items()}
     assert not any(found.values()), {name: hits[:5] for name, hits in found.items() if hits}
