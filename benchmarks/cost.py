@@ -33,79 +33,88 @@ FREE = {"vcpu_s": 180_000, "gib_s": 360_000, "requests": 2_000_000, "pubsub_gib"
 VCPU = 1.0
 MEMORY_GIB = 256 / 1024  # "256M" is billed as 0.25 GiB here (256 MB = 0.238 GiB; the larger is the safe side)
 EVENTS = 1_000_000
-MESSAGE_BYTES = 420         # one measure-events message: ~260 B data + attributes + timestamp + id
+MESSAGE_BYTES = 320         # one measure-events message: ~200 B data, ~70 B attributes, timestamp, id (measured 303)
 LOG_LINE_BYTES = 450        # one structured log line as Cloud Logging stores it (with its metadata)
 REQUEST_LOG_BYTES = 1200    # Cloud Run's own request log entry per HTTP request/push
-API_REQUEST_BYTES = 1100    # one signed POST to the Measurement API with TLS framing, sent
+API_REQUEST_BYTES = 800     # one signed POST to the Measurement API: ~200 B body, headers, TLS framing
 SWEEPS_PER_MONTH = 30 * 24 * 12  # every 5 minutes
 EMPTY_SWEEP_S = 10.0        # an empty retry subscription: one pull that waits its timeout
+BILLING_STEP_S = 0.1  # Cloud Run rounds billable instance time up to the next 100 ms
 
 
-def instance_seconds_per_event(events_per_s: float) -> float:
-    """Billable instance time per event on a busy instance: request-based billing charges the
-    instance while any request is in flight, so a saturated instance costs 1/throughput a event."""
-    return 1.0 / events_per_s
+def instance_s(per_event_busy: float, latency_s: float) -> tuple[float, float]:
+    """Billable instance-seconds per request: (busy, sparse).
+
+    Busy: steady load keeps instances saturated, and request-based billing charges an instance
+    while any request is in flight, so a request costs 1/throughput. Sparse: requests arrive one
+    at a time (a million a month is 0.4 a second), so each is billed alone, rounded up to 100 ms."""
+    sparse = max(BILLING_STEP_S, -(-latency_s // BILLING_STEP_S) * BILLING_STEP_S)
+    return per_event_busy, sparse
 
 
-def model(figures: dict) -> list[tuple[str, str, float]]:
-    """(item, how it is counted, USD per million events) with no free tier applied."""
+def model(figures: dict) -> list[tuple[str, str, float, float]]:
+    """(item, quantity, USD busy, USD sparse) per million events, no free tier applied."""
     receive = figures.get("receive", {})
     send = figures.get("send", {})
     single_rps = receive.get("single_rps") or 500.0
     batch_eps = receive.get("batch_events_s") or 5000.0
-    send_eps_deployed = send.get("deployed_events_s") or 150.0
-    rows = []
+    send_eps = send.get("deployed_events_s") or 150.0
+    api_s = (send.get("latency_ms") or 50) / 1000
+    compute_price = VCPU * PRICES["vcpu_s"] + MEMORY_GIB * PRICES["gib_s"]
+    rows: list[tuple[str, str, float, float]] = []
 
-    def compute(name: str, per_event_s: float, requests: float, how: str) -> None:
-        seconds = per_event_s * EVENTS
-        usd = seconds * VCPU * PRICES["vcpu_s"] + seconds * MEMORY_GIB * PRICES["gib_s"]
-        rows.append((f"{name}: CPU + memory", f"{seconds:,.0f} instance-s ({how})", usd))
-        rows.append((f"{name}: requests", f"{requests:,.0f} requests", requests * PRICES["request"]))
+    def compute(name: str, requests: float, busy_s: float, latency_s: float, how: str) -> None:
+        busy, sparse = instance_s(busy_s, latency_s)
+        rows.append((f"{name}: CPU + memory", f"{busy * requests:,.0f} instance-s busy ({how}); "
+                     f"{sparse * requests:,.0f} sparse ({sparse * 1000:.0f} ms a request)",
+                     busy * requests * compute_price, sparse * requests * compute_price))
+        fee = requests * PRICES["request"]
+        rows.append((f"{name}: requests", f"{requests:,.0f}", fee, fee))
 
-    compute("receive, one event a request", instance_seconds_per_event(single_rps), EVENTS,
-            f"1 ÷ {single_rps:,.0f} req/s per busy instance")
-    compute("receive, batches of 500 (alternative)", instance_seconds_per_event(batch_eps), EVENTS / 500,
-            f"1 ÷ {batch_eps:,.0f} events/s per busy instance")
-    compute("send (concurrency 8, API at 50 ms)", instance_seconds_per_event(send_eps_deployed), EVENTS,
-            f"1 ÷ {send_eps_deployed:,.0f} events/s per busy instance")
-    sweep_s = SWEEPS_PER_MONTH * EMPTY_SWEEP_S
-    rows.append(("sweep, idle retry queue (per month, not per event)",
-                 f"{SWEEPS_PER_MONTH:,} calls × {EMPTY_SWEEP_S:g} s",
-                 sweep_s * (VCPU * PRICES["vcpu_s"] + MEMORY_GIB * PRICES["gib_s"])
-                 + SWEEPS_PER_MONTH * PRICES["request"]))
+    compute("receive, one event a request", EVENTS, 1 / single_rps, 0.03,
+            f"1 ÷ {single_rps:,.0f} req/s measured")
+    compute("receive, batches of 500 (alternative)", EVENTS / 500, 500 / batch_eps, 500 / batch_eps,
+            f"500 ÷ {batch_eps:,.0f} events/s measured")
+    compute(f"send (concurrency 8, API answering in {api_s * 1000:.0f} ms)", EVENTS, 1 / send_eps, api_s + 0.01,
+            f"1 ÷ {send_eps:,.0f} events/s measured")
     tib = 1024 ** 4
-    publish_single = EVENTS * max(1000, MESSAGE_BYTES)
-    publish_batched = EVENTS * MESSAGE_BYTES
-    push = EVENTS * max(1000, MESSAGE_BYTES)
-    rows.append(("Pub/Sub publish, one event a request", f"{publish_single / 1e9:.2f} GB (1,000 B minimum a request)",
-                 publish_single / tib * PRICES["pubsub_tib"]))
-    rows.append(("Pub/Sub publish, batches (alternative)", f"{publish_batched / 1e9:.2f} GB",
-                 publish_batched / tib * PRICES["pubsub_tib"]))
-    rows.append(("Pub/Sub push to send (Eventarc)", f"{push / 1e9:.2f} GB (one push a message, 1,000 B minimum)",
-                 push / tib * PRICES["pubsub_tib"]))
+    single = EVENTS * max(1000, MESSAGE_BYTES)
+    batched = EVENTS * MESSAGE_BYTES
+    rows.append(("Pub/Sub publish, one event a request", f"{single / 1e9:.2f} GB (1,000 B minimum a request)",
+                 single / tib * PRICES["pubsub_tib"], single / tib * PRICES["pubsub_tib"]))
+    rows.append(("Pub/Sub publish, batches (alternative)", f"{batched / 1e9:.2f} GB",
+                 batched / tib * PRICES["pubsub_tib"], batched / tib * PRICES["pubsub_tib"]))
+    rows.append(("Pub/Sub push to send (Eventarc)", f"{single / 1e9:.2f} GB (a push a message, 1,000 B minimum)",
+                 single / tib * PRICES["pubsub_tib"], single / tib * PRICES["pubsub_tib"]))
     logs = EVENTS * (2 * LOG_LINE_BYTES + 2 * REQUEST_LOG_BYTES)
-    rows.append(("Cloud Logging", f"{logs / 2**30:.2f} GiB (receive + send: a line and a request log each)",
-                 logs / 2**30 * PRICES["logging_gib"]))
+    usd = logs / 2**30 * PRICES["logging_gib"]
+    rows.append(("Cloud Logging", f"{logs / 2**30:.2f} GiB (receive and send: a log line and a request log each)",
+                 usd, usd))
     egress = EVENTS * API_REQUEST_BYTES
-    rows.append(("egress to the Measurement API", f"{egress / 2**30:.2f} GiB", egress / 2**30 * PRICES["egress_gib"]))
-    # At most one access per secret per TTL per instance: 3 secrets, 300 s TTL, one instance of
-    # receive and of send alive all month is 3 × 8,640 accesses.
-    accesses = 3 * 30 * 24 * 3600 / 300
-    rows.append(("Secret Manager (per month, not per event)", f"≤ {accesses:,.0f} accesses (one instance each, "
-                 "always on)", accesses * PRICES["secret_access"]))
-    rows.append(("Cloud Scheduler (per month)", "1 job", PRICES["scheduler_job_month"]))
+    usd = egress / 2**30 * PRICES["egress_gib"]
+    rows.append(("egress to the Measurement API", f"{egress / 2**30:.2f} GiB", usd, usd))
+    # Fixed per month, whatever the volume:
+    sweep_s = SWEEPS_PER_MONTH * EMPTY_SWEEP_S
+    usd = sweep_s * compute_price + SWEEPS_PER_MONTH * PRICES["request"]
+    rows.append(("sweep on an empty retry queue (per month)", f"{SWEEPS_PER_MONTH:,} calls × {EMPTY_SWEEP_S:g} s "
+                 "(one pull waiting its timeout)", usd, usd))
+    accesses = 3 * 30 * 24 * 3600 / 300  # ≤ 1 per secret per 300 s TTL; one receive and one send instance always up
+    usd = accesses * PRICES["secret_access"]
+    rows.append(("Secret Manager (per month)", f"≤ {accesses:,.0f} accesses", usd, usd))
+    rows.append(("Cloud Scheduler (per month)", "1 job", PRICES["scheduler_job_month"], PRICES["scheduler_job_month"]))
     return rows
 
 
 def markdown(figures: dict) -> str:
     rows = model(figures)
-    lines = ["| item | quantity for 1,000,000 events | USD, no free tier |", "| --- | --- | --- |"]
-    lines += [f"| {item} | {how} | {usd:,.4f} |" for item, how, usd in rows]
-    per_event_items = [r for r in rows if "alternative" not in r[0] and "per month" not in r[0]]
+    lines = ["| item | quantity for 1,000,000 events | USD, busy | USD, sparse |", "| --- | --- | --- | --- |"]
+    lines += [f"| {item} | {how} | {busy:,.2f} | {sparse:,.2f} |" for item, how, busy, sparse in rows]
+    deployed = [r for r in rows if "alternative" not in r[0] and "per month" not in r[0]]
     monthly = [r for r in rows if "per month" in r[0]]
-    total = sum(r[2] for r in per_event_items)
-    lines += ["", f"Per million events, as deployed (single-event webhook calls): **${total:,.2f}**; "
-              f"fixed per month: ${sum(r[2] for r in monthly):,.2f}."]
+    lines += ["", f"A million events as deployed (one event a webhook call): **${sum(r[2] for r in deployed):,.2f}** "
+              f"when they come in bursts that keep instances busy, **${sum(r[3] for r in deployed):,.2f}** when they "
+              f"trickle in one at a time; plus ${sum(r[2] for r in monthly):,.2f} a month whatever the volume. "
+              "No free tier applied."]
     return "\n".join(lines)
 
 

@@ -1,6 +1,6 @@
 """Secret Manager accesses for 10,000 events on one instance, counted at the client boundary.
 
-receive and send each run as one instance (benchmarks.secrets_probe: the real entry point, 32
+receive and send each run as one instance (benchmarks.secrets_probe: the real entry point, 64
 threads, a fake SecretManagerServiceClient that counts). With the deployed TTL (300 s) an
 instance should read each secret it uses once; with a 2 s TTL the same run shows the refresh:
 at most one access per secret per TTL window the run spans.
@@ -20,7 +20,7 @@ SECRETS = {"receive": ("measure-webhook-tokens",), "send": ("measure-consumer-ke
 
 def probe(ctx: Context, target: str, events: int, ttl: int, env: dict[str, str]) -> dict:
     out = ctx.workdir / f"secrets-{target}-{ttl}.json"
-    argv = [PY, "-m", "benchmarks.secrets_probe", "--target", target, "--threads", "32",
+    argv = [PY, "-m", "benchmarks.secrets_probe", "--target", target, "--threads", "64",
             "--events", str(events), "--out", str(out)]
     full = {**os.environ, **env, "MEASURE_SECRET_TTL": str(ttl)}
     for name in ("MEASURE_CONSUMER_KEY", "MEASURE_PRIVATE_KEY", "MEASURE_WEBHOOK_TOKENS"):
@@ -56,7 +56,7 @@ def run(ctx: Context) -> None:
             if unexpected:
                 rows.append([target, f"{ttl} s", "", "", f"unexpected: {sorted(unexpected)}", "", "", "**no**"])
                 all_met = False
-    ctx.table("Secret Manager accesses per instance (fake client at the boundary, 20 ms an access, 32 threads)",
+    ctx.table("Secret Manager accesses per instance (fake client at the boundary, 20 ms an access, 64 threads)",
               ["function", "TTL", "events", "seconds", "secret", "accesses", "TTL windows spanned", "≤ 1 per window"],
               rows)
     ctx.row(f"Secret Manager accesses, {events:,} events on one instance",
