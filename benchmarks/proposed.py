@@ -5,8 +5,9 @@ side by side with main (`python -m benchmarks --proposed`); nothing here is depl
              (raw protobufs) instead of one client-library publish() per message.
     send     MeasurementClient.deliver: the body is encoded once (encode_post_params, which
              is also what is signed), signed directly instead of re-parsed by MeasureAuth, and
-             the session does not scan the environment for proxies on every request
-             (trust_env = False).
+             POSTed through a urllib3.PoolManager instead of a requests.Session (no per-request
+             cookie merge, proxy scan from the environment, hooks or re-preparation).
+             PROPOSED_SEND=requests keeps the requests.Session (trust_env = False) instead.
     signing  sign(): HMAC's inner and outer SHA-256 states cached per key.
     sweep    Sweeper: 256 messages a pull, 64 attempts in flight (256 ÷ 64 × a 10 s read timeout
              stays inside the subscription's 60 s ack deadline).
@@ -80,8 +81,47 @@ def apply() -> None:
             return client.unreachable(f"request failed: {type(exc).__name__}", time.monotonic() - started)
         return client.classify(response.status_code, response.headers, body, time.monotonic() - started)
 
-    client.MeasurementClient.__init__ = init
-    client.MeasurementClient.deliver = deliver
+    import os
+
+    import urllib3
+
+    def init_urllib3(self, endpoint, credentials, *, connect_timeout=client.CONNECT_TIMEOUT,
+                     read_timeout=client.READ_TIMEOUT, pool_size=64):
+        self.endpoint = client.check_endpoint(endpoint)
+        self.credentials = credentials
+        self.timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
+        self.pool = urllib3.PoolManager(num_pools=4, maxsize=pool_size, retries=False, timeout=self.timeout)
+        self._host, self._uri = signing.request_target(self.endpoint)
+
+    def deliver_urllib3(self, params):
+        consumer_key, private_key = self.credentials()
+        started = time.monotonic()
+        post_params = signing.encode_post_params(params)
+        timestamp = str(int(time.time()))
+        signature = proposed_generate_signature(private_key, "POST", self._host, self._uri, timestamp, post_params)
+        headers = {"Content-Type": "application/x-www-form-urlencoded", "User-Agent": "measure/0.1 (+server-to-server)",
+                   **signing.signing_headers(consumer_key, signature, timestamp)}
+        try:
+            response = self.pool.request("POST", self.endpoint, body=post_params[1:].encode(), headers=headers,
+                                         redirect=False)
+        except urllib3.exceptions.TimeoutError:
+            return client.unreachable("timeout", time.monotonic() - started)
+        except (urllib3.exceptions.ProtocolError, urllib3.exceptions.NewConnectionError, OSError) as exc:
+            return client.unreachable(f"connection error: {type(exc).__name__}", time.monotonic() - started)
+        except urllib3.exceptions.HTTPError as exc:
+            return client.unreachable(f"request failed: {type(exc).__name__}", time.monotonic() - started)
+        return client.classify(response.status, response.headers, response.data, time.monotonic() - started)
+
+    def close(self):
+        self.pool.clear()
+
+    if os.environ.get("PROPOSED_SEND") == "requests":
+        client.MeasurementClient.__init__ = init
+        client.MeasurementClient.deliver = deliver
+    else:
+        client.MeasurementClient.__init__ = init_urllib3
+        client.MeasurementClient.deliver = deliver_urllib3
+        client.MeasurementClient.close = close
 
     # -- sweep: bigger pulls, more in flight ------------------------------------------------------
     original_sweeper_init = sweep.Sweeper.__init__

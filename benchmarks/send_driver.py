@@ -43,10 +43,13 @@ def cloud_events(count: int) -> list[SimpleNamespace]:
 
 
 def pool_counts(client: MeasurementClient) -> tuple[int, int]:
+    """urllib3's own counts of connections made and requests sent, over the client's pools."""
+    managers = [client.pool] if hasattr(client, "pool") else [  # --proposed: a urllib3.PoolManager
+        a.poolmanager for a in {id(a): a for a in client.session.adapters.values()}.values()]
     connections = requests = 0
-    for adapter in {id(a): a for a in client.session.adapters.values()}.values():
-        for key in list(adapter.poolmanager.pools.keys()):
-            pool = adapter.poolmanager.pools[key]
+    for manager in managers:
+        for key in list(manager.pools.keys()):
+            pool = manager.pools[key]
             connections += pool.num_connections
             requests += pool.num_requests
     return connections, requests
