@@ -76,6 +76,10 @@ class Config:
     secret_ttl: int = 300
     # Seconds one sweep may spend; the sweep function's timeout must be well above it.
     sweep_budget: int = 240
+    # Seconds to wait for the Measurement API's answer before the attempt counts as transient.
+    api_timeout: int = 10
+    # Seconds the circuit stays open (and an event routed around it waits) once the API keeps failing.
+    breaker_cooldown: int = 30
 
     def site_id(self, platform: str, storefront: str) -> str | None:
         return self.site_ids.get(f"{platform}/{storefront}")
@@ -149,4 +153,6 @@ def load(env: Mapping[str, str] | None = None) -> Config:
         retry_max_age=_seconds(env, "MEASURE_RETRY_MAX_AGE", 7 * 86400, 60, MAX_RETENTION),
         secret_ttl=_seconds(env, "MEASURE_SECRET_TTL", 300, 0, 86400),
         sweep_budget=_seconds(env, "MEASURE_SWEEP_BUDGET", 240, 1, 3000),
+        api_timeout=_seconds(env, "MEASURE_API_TIMEOUT", 10, 1, 120),
+        breaker_cooldown=_seconds(env, "MEASURE_BREAKER_COOLDOWN", 30, 1, 3600),
     )

@@ -25,8 +25,6 @@ from measure.message import Envelope, UndecodableMessageError, dead_letter_messa
 from measure.outcome import Kind, Outcome
 from measure.queue import Publisher
 
-BREAKER_DEFER_S = 30.0  # how long an event routed around an open circuit waits before its next try
-
 
 @dataclass(frozen=True)
 class Handled:
@@ -88,7 +86,9 @@ class Delivery:
             return self._dead(envelope, "rejected", reason, component)
         if not self.breaker.allow():
             now = self.clock()
-            next_state = retry.deferred(state, "circuit open: the Measurement API keeps failing", now, BREAKER_DEFER_S)
+            # It waits out the circuit's cooldown, when the next trial attempt may go out.
+            next_state = retry.deferred(state, "circuit open: the Measurement API keeps failing", now,
+                                        self.breaker.cooldown)
             self.publisher.publish_one(self.config.retry_topic, retry_message(event, next_state))
             logs.info("deferred: circuit open", component=component, event_id=event.event_id, outcome="deferred")
             return Handled("deferred")

@@ -68,10 +68,13 @@ def webhook():
 
 @_once
 def delivery():
+    from measure.breaker import CircuitBreaker
     from measure.client import MeasurementClient
     from measure.delivery import Delivery
 
-    return Delivery(config(), MeasurementClient(config().endpoint, secrets().credentials), publisher())
+    settings = config()
+    client = MeasurementClient(settings.endpoint, secrets().credentials, read_timeout=settings.api_timeout)
+    return Delivery(settings, client, publisher(), CircuitBreaker(cooldown=settings.breaker_cooldown))
 
 
 @_once

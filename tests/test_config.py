@@ -14,6 +14,7 @@ def test_defaults():
         "measure-events", "measure-retry", "measure-retry-sweeper", "measure-dead-letter")
     assert config.consumer_key_secret == "measure-consumer-key"
     assert config.retry_max_age == 7 * 86400 and config.event_max_age == 30 * 86400
+    assert (config.api_timeout, config.breaker_cooldown, config.secret_ttl, config.sweep_budget) == (10, 30, 300, 240)
 
 
 def test_local_secret_values_are_not_in_repr():
@@ -36,6 +37,8 @@ def test_local_secret_values_are_not_in_repr():
         ({"MEASURE_ENDPOINT": "ftp://x/serve"}, "MEASURE_ENDPOINT", "http(s)"),
         ({"MEASURE_RETRY_MAX_AGE": "99999999"}, "MEASURE_RETRY_MAX_AGE", "between"),
         ({"MEASURE_SECRET_TTL": "5m"}, "MEASURE_SECRET_TTL", "whole number"),
+        ({"MEASURE_API_TIMEOUT": "0"}, "MEASURE_API_TIMEOUT", "between 1 and 120"),
+        ({"MEASURE_BREAKER_COOLDOWN": "-1"}, "MEASURE_BREAKER_COOLDOWN", "whole number"),
     ],
 )
 def test_each_bad_setting_is_named(env, name, fragment):
