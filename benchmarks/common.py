@@ -207,7 +207,9 @@ class Sandbox:
             return json.loads(response.read() or b"{}")
 
     def stats(self) -> dict:
-        return self._call("GET", "/_sandbox/stats")
+        stats = self._call("GET", "/_sandbox/stats")
+        stats["connections"] -= 1  # this query's own connection
+        return stats
 
     def reset(self, latency_ms: float = 0.0) -> None:
         self._call("POST", "/_sandbox/faults", {"latency_ms": latency_ms})
