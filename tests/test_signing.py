@@ -165,3 +165,12 @@ def test_changing_any_value_changes_the_signature(params, key, value):
     a = generate_signature("pk", "POST", HOST, "/serve", TS, encode_post_params(params))
     b = generate_signature("pk", "POST", HOST, "/serve", TS, encode_post_params(changed))
     assert a != b
+
+
+@given(private_key=st.text(max_size=100), to_sign=st.text(max_size=300))
+def test_cached_hmac_states_sign_exactly_like_hmac(private_key, to_sign):
+    import base64
+    import hmac
+
+    expected = base64.urlsafe_b64encode(hmac.digest(private_key.encode(), to_sign.encode(), "sha256"))
+    assert signing.sign(private_key, to_sign) == expected.decode().rstrip("=")
