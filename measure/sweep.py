@@ -40,7 +40,7 @@ class Sweeper:
         delivery: Delivery,
         subscriber,
         *,
-        parallelism: int = 32,
+        parallelism: int = 64,
         clock: Callable[[], float] = time.time,
         return_immediately: bool = False,
     ):
@@ -48,7 +48,8 @@ class Sweeper:
         self.delivery = delivery
         self.subscriber = subscriber
         self.parallelism = parallelism
-        self.batch_size = parallelism * 2
+        # Four rounds of attempts a pull: 4 x the 10 s read timeout stays inside the 60 s ack deadline.
+        self.batch_size = parallelism * 4
         self.clock = clock
         # Only for the emulator, which otherwise holds an empty pull for its whole deadline; the
         # real service may answer empty with messages waiting when asked to return at once.

@@ -98,9 +98,10 @@ def test_wrong_content_type_is_415_and_huge_body_413(client):
     assert response.status_code == 413 and response.get_json()["problems"][0]["field"] == "body"
 
 
-def test_publish_failure_answers_503_with_retry_after(topology, monkeypatch):
+@pytest.mark.parametrize("batch", [1, 3])  # one message goes through the client's batcher, more in one call
+def test_publish_failure_answers_503_with_retry_after(topology, monkeypatch, batch):
     client = app_client(monkeypatch, "receive", {**base_env(), "MEASURE_EVENTS_TOPIC": "no-such-topic"})
-    response = client.post("/measure", data=seed_form(), headers=bearer())
+    response = client.post("/measure", json=[seed_form(user_id=f"f{i}") for i in range(batch)], headers=bearer())
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "5"
     assert "retry" in response.get_json()["message"]
