@@ -63,7 +63,7 @@ resource "google_cloudfunctions2_function" "receive" {
     max_instance_request_concurrency = var.concurrency.receive
     timeout_seconds                  = var.timeout_seconds.receive
     all_traffic_on_latest_revision   = true
-    environment_variables            = local.environment
+    environment_variables            = merge(local.environment, { THREADS = tostring(var.concurrency.receive) })
   }
 
   lifecycle {
@@ -114,7 +114,7 @@ resource "google_cloudfunctions2_function" "send" {
     max_instance_request_concurrency = var.concurrency.send
     timeout_seconds                  = var.timeout_seconds.send
     all_traffic_on_latest_revision   = true
-    environment_variables            = local.environment
+    environment_variables            = merge(local.environment, { THREADS = tostring(var.concurrency.send) })
   }
 
   event_trigger {
@@ -175,7 +175,7 @@ resource "google_cloudfunctions2_function" "sweep" {
     max_instance_request_concurrency = var.concurrency.sweep
     timeout_seconds                  = var.timeout_seconds.sweep
     all_traffic_on_latest_revision   = true
-    environment_variables            = local.environment
+    environment_variables            = merge(local.environment, { THREADS = tostring(var.concurrency.sweep) })
   }
 
   lifecycle {

@@ -149,10 +149,10 @@ variable "max_instances" {
 }
 
 variable "concurrency" {
-  description = "Concurrent requests per instance (gen2 max_instance_request_concurrency) per function. Above 1 needs cpu >= 1."
+  description = "Concurrent requests per instance (gen2 max_instance_request_concurrency) per function, also its functions-framework THREADS. send waits on the Measurement API, so it runs many at once. Above 1 needs cpu >= 1."
   type = object({
     receive = optional(number, 16)
-    send    = optional(number, 8)
+    send    = optional(number, 64)
     sweep   = optional(number, 1)
   })
   default = {}
