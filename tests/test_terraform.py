@@ -147,7 +147,9 @@ def test_every_function_refuses_the_local_overrides():
     for fn in ("receive", "send", "sweep"):
         body = functions[f"google_cloudfunctions2_function.{fn}"]
         assert "condition     = local.environment_is_clean" in body, f"{fn} lacks the environment precondition"
-        assert "environment_variables            = local.environment" in body
+        # The checked environment, plus only functions-framework's THREADS.
+        assert (f"environment_variables            = merge(local.environment, "
+                f"{{ THREADS = tostring(var.concurrency.{fn}) }})") in body
     locals_text = locals_of("functions.tf")
     for name in FORBIDDEN_ENV:
         assert f'"{name}"' in locals_text
