@@ -24,6 +24,7 @@ Pure stdlib and cheap to import: this module is loaded on every cold start of `r
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import ipaddress
 import json
@@ -212,6 +213,20 @@ _DOCUMENTATION = tuple(
     ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32", "3fff::/20")
 )
 _PRIVATE = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"))
+
+# Fast path for the common case, a plain dotted IPv4 outside every special range: ipaddress'
+# parsing and range tests were most of validation's time (benchmarks). These ranges cover every
+# IPv4 address _not_global refuses; an address inside one takes the full path for its reason.
+_IPV4_DOTTED = re.compile(r"(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})")
+_IPV4_SPECIAL = tuple(
+    (int(net.network_address), int(net.broadcast_address))
+    for net in sorted(ipaddress.ip_network(n) for n in (
+        "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
+        "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16", "198.18.0.0/15", "198.51.100.0/24",
+        "203.0.113.0/24", "224.0.0.0/3",
+    ))
+)
+_IPV4_SPECIAL_STARTS = tuple(start for start, _ in _IPV4_SPECIAL)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -701,6 +716,8 @@ def _ip(value: object) -> str:
         raise _Bad(f"is {len(text)} characters long; an IP address has at most 45")
     if "%" in text:
         raise _Bad(f"{_show(text)} has a zone index ('%...'); send the player's public address")
+    if _plainly_global_ipv4(text):
+        return text
     try:
         address = ipaddress.ip_address(text)
     except ValueError:
@@ -714,6 +731,22 @@ def _ip(value: object) -> str:
             "as the telemetry server sees it or from X-Forwarded-For"
         )
     return str(address)
+
+
+def _plainly_global_ipv4(text: str) -> bool:
+    """True for a canonical dotted IPv4 address outside every special range (no parsing needed)."""
+    match = _IPV4_DOTTED.fullmatch(text)
+    if not match:
+        return False
+    octets = match.groups()
+    if any(len(o) > 1 and o[0] == "0" for o in octets):
+        return False  # leading zeros: ipaddress refuses them, with its own message
+    a, b, c, d = (int(o) for o in octets)
+    if a > 255 or b > 255 or c > 255 or d > 255:
+        return False
+    value = (a << 24) | (b << 16) | (c << 8) | d
+    i = bisect.bisect_right(_IPV4_SPECIAL_STARTS, value) - 1
+    return i < 0 or value > _IPV4_SPECIAL[i][1]
 
 
 def _not_global(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
