@@ -139,7 +139,7 @@ def run(ctx: Context) -> None:
         ["what", "median ns/op", "÷ Go", "repeats"],
         [line("Go BenchmarkGenerateSignature (the seed's reference)", go),
          line("Python measure.signing.generate_signature, same inputs", py),
-         line("Python, HMAC key pads cached per key (recommended change, not shipped)", proposed),
+         line("Python, the benchmark's own copy of the cached-pads signing (shipped in measure.signing)", proposed),
          line(f"Python encode_post_params + generate_signature of a game_open event "
               f"({len(namespace['params'])} params)", per_event)],
         note=f"Go: the reference's test binary (`go test -c`), `-test.bench ^BenchmarkGenerateSignature$ "
