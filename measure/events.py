@@ -217,7 +217,7 @@ _PRIVATE = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12"
 # Fast path for the common case, a plain dotted IPv4 outside every special range: ipaddress'
 # parsing and range tests were most of validation's time (benchmarks). These ranges cover every
 # IPv4 address _not_global refuses; an address inside one takes the full path for its reason.
-_IPV4_DOTTED = re.compile(r"(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})")
+_IPV4_DOTTED = re.compile(r"([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})")  # ASCII digits only
 _IPV4_SPECIAL = tuple(
     (int(net.network_address), int(net.broadcast_address))
     for net in sorted(ipaddress.ip_network(n) for n in (

@@ -27,3 +27,8 @@ def test_fast_path_never_accepts_what_the_full_path_refuses(value):
 def test_odd_dotted_strings_fall_back_to_the_full_path(text):
     if events._plainly_global_ipv4(text):
         assert str(ipaddress.ip_address(text)) == text and full_path_says_global(text)
+
+
+def test_non_ascii_digits_are_not_an_address():
+    # \d would match these and int() reads them; the fast path must leave them to ipaddress, which refuses.
+    assert not events._plainly_global_ipv4("١٧٥.١٢٤.٢٤٨.١٥")

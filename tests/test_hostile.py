@@ -272,13 +272,6 @@ def route_cases() -> list[Case]:
 
 
 CASES = field_cases() + body_cases() + batch_cases() + content_type_cases() + auth_cases() + route_cases()
-# Cases a measure bug answers wrongly, pinned by test_known_bug_cases until it is fixed; drop an entry
-# (and the test's xfail) with the fix.
-KNOWN_BUGS = {
-    "ip-bad-25": "measure bug: an IPv4 address in non-ASCII digits ('١٧٥.١٢٤.٢٤٨.١٥') is accepted and published "
-                 "as is: events._IPV4_DOTTED uses \\d, which matches every Unicode digit, and int() reads them; "
-                 "use [0-9] (or re.ASCII) so it takes the ipaddress path and is refused",
-}
 
 
 def flat_problems(body: dict) -> list[dict]:
@@ -327,8 +320,6 @@ def client(topology, monkeypatch):
 def test_every_hostile_request_is_a_named_4xx_and_nothing_is_published(client, topology):
     wrong = {}
     for case in CASES:
-        if case.name in KNOWN_BUGS:
-            continue
         headers = dict(case.headers)
         if case.content_type is not None:
             headers["Content-Type"] = case.content_type
@@ -340,14 +331,6 @@ def test_every_hostile_request_is_a_named_4xx_and_nothing_is_published(client, t
         f"  {name}: {problem}" for name, problem in wrong.items())
     leaked = topology.pull(topology.names.events_tap_subscription, expect=1, timeout=1.0)
     assert leaked == [], [m.message.data[:200] for m in leaked]
-
-
-@pytest.mark.xfail(strict=True, reason="; ".join(KNOWN_BUGS.values()))
-@pytest.mark.parametrize("case", [c for c in CASES if c.name in KNOWN_BUGS], ids=lambda c: c.name)
-def test_known_bug_cases(client, topology, case):
-    response = client.open(case.path, method=case.method, data=case.body,
-                           headers={**case.headers, "Content-Type": case.content_type})
-    assert judge(case, response.status_code, response.headers.get("Content-Type", ""), response.get_data()) is None
 
 
 @pytest.mark.parametrize(("body", "content_type"), [(b"{", JSON), (b"{}", "text/plain"), (b"\xff", JSON)])
