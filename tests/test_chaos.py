@@ -218,7 +218,7 @@ class Sweeps:
                     self.summaries.append((started, response.json()))
                 else:
                     self.errors[f"HTTP {response.status_code}"] += 1
-            except requests.RequestException as error:
+            except (requests.RequestException, ValueError) as error:  # ValueError: an answer that is not JSON
                 self.errors[type(error).__name__] += 1
             self._stop.wait(0.3)
 
