@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -223,9 +224,7 @@ class Emulator:
 
     def stop(self) -> None:
         stop_group(self.proc, what="Pub/Sub emulator")
-        with contextlib.suppress(OSError):
-            for path in sorted(self.data_dir.rglob("*"), reverse=True):
-                path.rmdir() if path.is_dir() else path.unlink()
+        shutil.rmtree(self.data_dir, ignore_errors=True)  # the directory too, not only its contents
 
     def __enter__(self) -> Emulator:
         return self
