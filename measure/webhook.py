@@ -23,6 +23,7 @@ from measure.queue import Publisher, PublishError
 from measure.secrets import SecretUnavailableError
 
 ROUTES = frozenset({"/", "/measure"})
+_ROUTE_PATHS = frozenset(route.rstrip("/") for route in ROUTES)  # "/measure/" is "/measure"
 MAX_BODY_BYTES = 1024 * 1024  # 1,000 events of about 1 KiB each
 RETRY_AFTER_S = 5
 JSON = {"Content-Type": "application/json"}
@@ -67,7 +68,7 @@ class Webhook:
 
     def handle(self, request) -> Response:
         """One webhook call (a Flask request, as functions-framework hands it over)."""
-        if request.path.rstrip("/") not in {r.rstrip("/") for r in ROUTES}:
+        if request.path.rstrip("/") not in _ROUTE_PATHS:
             return error_response(404, "not_found", f"no such path {request.path!r}; post events to /measure")
         if request.method != "POST":
             return error_response(405, "method_not_allowed", f"{request.method} is not allowed; use POST",

@@ -60,3 +60,18 @@ def test_https_or_loopback_allowed(url):
 def test_plain_http_elsewhere_refused(url):
     with pytest.raises(InsecureEndpointError):
         check_endpoint(url)
+
+
+def test_a_bad_setting_stops_the_function_at_start_with_one_log_line_naming_it():
+    import json
+    import subprocess
+    import sys
+
+    env = {"PATH": "/usr/bin:/bin", "MEASURE_ADVERTISER_ID": "877", "MEASURE_SITE_IDS": "{not json"}
+    result = subprocess.run([sys.executable, "-c", "import main"], capture_output=True, text=True, env=env,
+                            timeout=60)
+    assert result.returncode != 0
+    (line,) = result.stdout.splitlines()
+    record = json.loads(line)
+    assert record["severity"] == "CRITICAL" and record["setting"] == "MEASURE_SITE_IDS"
+    assert "MEASURE_SITE_IDS: is not valid JSON" in record["message"]
