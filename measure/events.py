@@ -207,6 +207,8 @@ _AD_ID = re.compile(r"[0-9A-Fa-f-]+")
 _LETTERS = re.compile(r"[A-Za-z]+")
 # Largest integer we turn into text: formatting a 5000-digit int raises, and no field needs one.
 _INT_LIMIT = 10**15
+_TIME_STAMP_DIGITS = MAX_FIELD_LENGTH["time_stamp"]
+_TIME_STAMP_LIMIT = 10**_TIME_STAMP_DIGITS
 
 _SHARED = ipaddress.ip_network("100.64.0.0/10")
 _DOCUMENTATION = tuple(
@@ -663,22 +665,25 @@ def _blank(value: object) -> bool:
 
 
 def _text(value: object, name: str) -> str:
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) < _INT_LIMIT:
-        value = str(value)  # a numeric id is still an id
-    if isinstance(value, int) and not isinstance(value, bool):
-        # JSON readers round integers this large to floats, so the id would not survive the trip.
-        raise _Bad("is an integer of 16 digits or more; send it as a string")
-    if not isinstance(value, str):
-        raise _Bad(f"must be a string, not {_kind(value)}")
+    if type(value) is not str:  # the common case, a plain string, skips these type tests
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) < _INT_LIMIT:
+            value = str(value)  # a numeric id is still an id
+        elif isinstance(value, int) and not isinstance(value, bool):
+            # JSON readers round integers this large to floats, so the id would not survive the trip.
+            raise _Bad("is an integer of 16 digits or more; send it as a string")
+        elif not isinstance(value, str):
+            raise _Bad(f"must be a string, not {_kind(value)}")
     text = value.strip()
     if not text:
         raise _Bad("is empty")
     limit = MAX_FIELD_LENGTH[name]
     if len(text) > limit:
         raise _Bad(f"is {len(text)} characters long; at most {limit} are allowed")
-    bad = _CONTROL.search(text)
-    if bad:
-        raise _Bad(f"contains the control character U+{ord(bad.group()):04X} at position {bad.start()}")
+    # Printable ASCII has no control character: two cheap str tests spare most values the regex.
+    if not (text.isascii() and text.isprintable()):
+        bad = _CONTROL.search(text)
+        if bad:
+            raise _Bad(f"contains the control character U+{ord(bad.group()):04X} at position {bad.start()}")
     return text
 
 
@@ -738,12 +743,11 @@ def _plainly_global_ipv4(text: str) -> bool:
     match = _IPV4_DOTTED.fullmatch(text)
     if not match:
         return False
-    octets = match.groups()
-    if any(len(o) > 1 and o[0] == "0" for o in octets):
-        return False  # leading zeros: ipaddress refuses them, with its own message
-    a, b, c, d = (int(o) for o in octets)
+    a, b, c, d = map(int, match.groups())
     if a > 255 or b > 255 or c > 255 or d > 255:
         return False
+    if f"{a}.{b}.{c}.{d}" != text:
+        return False  # leading zeros: ipaddress refuses them, with its own message
     value = (a << 24) | (b << 16) | (c << 8) | d
     i = bisect.bisect_right(_IPV4_SPECIAL_STARTS, value) - 1
     return i < 0 or value > _IPV4_SPECIAL[i][1]
@@ -779,11 +783,12 @@ def _time_stamp(value: object, now: float, max_age: int) -> int:
         text = value.strip()
         if not text:
             raise _Bad("is empty")
-        if len(text) > MAX_FIELD_LENGTH["time_stamp"] or not _DIGITS.fullmatch(text):
+        # isascii and isdigit: ASCII digits only, as [0-9]+ (isdigit alone takes any Unicode digit).
+        if len(text) > _TIME_STAMP_DIGITS or not (text.isascii() and text.isdigit()):
             raise _Bad(f"{_show(text)} is not Unix seconds: send a string of digits such as '1724094783'")
         seconds = int(text)
     elif isinstance(value, int) and not isinstance(value, bool):
-        if not 0 <= value < 10 ** MAX_FIELD_LENGTH["time_stamp"]:
+        if not 0 <= value < _TIME_STAMP_LIMIT:
             raise _Bad("is out of range: Unix seconds are a positive integer such as 1724094783")
         seconds = value
     else:
