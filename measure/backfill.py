@@ -803,8 +803,6 @@ def main(argv: list[str] | None = None, *, env: Mapping[str, str] | None = None,
         err.write("\nbackfill: interrupted; run the same command again to resume from the checkpoint\n")
         return INTERRUPTED
     finally:
-        if publisher is not None:
-            publisher.client.stop()
         if isinstance(sink, WebhookSink):
             sink.close()
         if spool is not None:

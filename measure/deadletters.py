@@ -540,16 +540,11 @@ def _run(args, hold: Hold, selection: Selection, project: str, env, out: IO[str]
         out.write(f"purged {len(result.purged)} of {result.held} dead letter(s).\n")
         return OK
     topic = args.topic or env.get("MEASURE_EVENTS_TOPIC", "").strip() or DEFAULT_EVENTS_TOPIC
-    own_publisher = publisher is None
-    if own_publisher:
+    if publisher is None:
         from measure.queue import Publisher
 
         publisher = Publisher(project)
-    try:
-        result = replay(hold, publisher, topic, selection, now)
-    finally:
-        if own_publisher:
-            publisher.client.stop()
+    result = replay(hold, publisher, topic, selection, now)
     out.write(f"replayed {len(result.replayed)} of {result.selected} selected ({result.held} held) to {topic}.\n")
     for letter, why in result.unreplayable:
         out.write(f"  left in the hold, cannot be replayed: message {letter.message_id}: {scrub(why)}\n")
