@@ -2,7 +2,7 @@
 
 Config is read when the function starts (import of main.py): a missing or malformed setting
 stops it with one log line naming the setting. Everything else (Pub/Sub and Secret Manager
-clients, the HTTP session) is built on the first request that needs it, under a lock, so
+calls, the HTTP session) is built on the first request that needs it, under a lock, so
 concurrent first requests build it once; each entry point builds only what it uses.
 """
 
@@ -79,11 +79,10 @@ def delivery():
 
 @_once
 def sweeper():
-    from google.cloud import pubsub_v1
-
+    from measure.subscription import Subscriber
     from measure.sweep import Sweeper
 
-    return Sweeper(config(), delivery(), pubsub_v1.SubscriberClient(),
+    return Sweeper(config(), delivery(), Subscriber(),
                    return_immediately=bool(os.environ.get("PUBSUB_EMULATOR_HOST")))
 
 

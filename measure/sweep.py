@@ -21,8 +21,6 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-from google.api_core import exceptions as api_exceptions
-
 from measure import logs
 from measure.config import Config
 from measure.delivery import Delivery
@@ -99,14 +97,12 @@ class Sweeper:
         return summary
 
     def _pull(self, timeout: float) -> list:
-        try:
-            response = self.subscriber.pull(
-                request={"subscription": self.path, "max_messages": self.batch_size,
-                         "return_immediately": self.return_immediately},
-                timeout=timeout,
-            )
-        except (api_exceptions.DeadlineExceeded, api_exceptions.RetryError):
-            return []
+        # measure.subscription.Subscriber answers empty when nothing came within the timeout.
+        response = self.subscriber.pull(
+            request={"subscription": self.path, "max_messages": self.batch_size,
+                     "return_immediately": self.return_immediately},
+            timeout=timeout,
+        )
         return list(response.received_messages)
 
     def _triage(self, received: list, counts: Counter) -> tuple[list[str], list]:

@@ -6,7 +6,6 @@ import time
 
 import pytest
 import requests
-from google.cloud import pubsub_v1
 
 from measure import config as config_module
 from measure import events, retry
@@ -18,6 +17,7 @@ from measure.message import decode, event_message, retry_message
 from measure.outcome import Kind, Outcome
 from measure.queue import Publisher
 from measure.sandbox import Sandbox
+from measure.subscription import Subscriber
 from measure.sweep import Sweeper
 from tests.helpers import ADVERTISER, CONSUMER_KEY, PRIVATE_KEY, SITE_IDS, base_env, seed_form
 
@@ -43,7 +43,7 @@ class Pipeline:
         client = MeasurementClient(self.config.endpoint, lambda: (CONSUMER_KEY, private_key), read_timeout=2)
         self.breaker = CircuitBreaker(threshold=3, cooldown=60)
         self.delivery = Delivery(self.config, client, self.publisher, self.breaker, schedule=(0, 0, 0))
-        self.sweeper = Sweeper(self.config, self.delivery, pubsub_v1.SubscriberClient(), parallelism=4,
+        self.sweeper = Sweeper(self.config, self.delivery, Subscriber(), parallelism=4,
                                return_immediately=True)
 
     def send(self, event):
