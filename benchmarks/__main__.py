@@ -5,8 +5,6 @@
     python -m benchmarks --quick           fewer and shorter repeats (a smoke run; not for quoting)
     python -m benchmarks --no-record       print only; leave RESULTS.md alone
     python -m benchmarks --profile         also py-spy the servers under load (py-spy into .tools/bench)
-    python -m benchmarks --proposed        receive, send, sweep on main.py with benchmarks/proposed.py's
-                                           recommended changes patched in, for side-by-side figures
 
 What the rows need and this installs when missing (as root, from Debian's packages): wrk (the
 load generator) and golang-go (the Go reference's own benchmark). The Pub/Sub emulator (gcloud and
@@ -28,7 +26,7 @@ import time
 import traceback
 from pathlib import Path
 
-from benchmarks.common import BENCH, Context, Row, Skip, machine, markdown_table
+from benchmarks.common import Context, Row, Skip, machine, markdown_table
 
 ROWS = ("signing", "coldstart", "receive", "send", "sweep", "secrets")
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -46,12 +44,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--profile", action="store_true",
                         help="py-spy the servers under load (installs py-spy into .tools/bench) and print where "
                              "their CPU time goes")
-    parser.add_argument("--proposed", action="store_true",
-                        help="run the rows on benchmarks/proposed_main.py (main.py with the recommended changes)")
     args = parser.parse_args(argv)
-    # Not cold start: proposed_main.py imports the patches from benchmarks/, which a deployment would not.
-    default = "receive,send,sweep" if args.proposed else ",".join(ROWS)
-    args.only = [r.strip() for r in (args.only or default).split(",") if r.strip()]
+    args.only = [r.strip() for r in (args.only or ",".join(ROWS)).split(",") if r.strip()]
     unknown = [r for r in args.only if r not in ROWS]
     if unknown:
         parser.error(f"unknown rows {unknown}; choose from {', '.join(ROWS)}")
@@ -76,8 +70,7 @@ def record(ctx: Context, info: dict[str, str], elapsed: float, failures: list[st
     lines = [
         f"## {info['date']} — {info['cpu']}, {info['cores']} cores, {info['memory']}, Python {info['python']}",
         "",
-        f"commit {info['commit']}; `python -m benchmarks{' --quick' if args.quick else ''}"
-        f"{' --proposed' if args.proposed else ''}` "
+        f"commit {info['commit']}; `python -m benchmarks{' --quick' if args.quick else ''}` "
         f"({', '.join(args.only)}), {args.repeats} repeats, {elapsed:.0f} s; load average at start {info['load']}.",
         "",
         summary_table(ctx.rows),
@@ -98,8 +91,6 @@ def main(argv: list[str] | None = None) -> int:
           f"{info['date']} (load {info['load']})", flush=True)
     workdir = Path(tempfile.mkdtemp(prefix="measure-bench-"))
     ctx = Context(repeats=args.repeats, quick=args.quick, workdir=workdir, profile=args.profile)
-    if args.proposed:
-        ctx.source, ctx.label = BENCH / "proposed_main.py", " [proposed changes]"
     began = time.monotonic()
     failures: list[str] = []
     try:
@@ -129,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                 f.write("\n")
             f.write(text)
         print(f"appended to {RESULTS}", flush=True)
-        if not args.proposed and not args.quick and set(args.only) == set(ROWS):
+        if not args.quick and set(args.only) == set(ROWS):
             # The measured per-event figures that benchmarks/cost.py (and docs/cost.md) price.
             FIGURES.write_text(json.dumps({"machine": info, **ctx.figures, "peak_memory_mib": ctx.peak_memory},
                                           indent=2, default=float) + "\n")

@@ -117,8 +117,7 @@ class Context:
         self.repeats = repeats
         self.quick = quick
         self.profile = profile
-        self.source = MAIN_PY  # --proposed: benchmarks/proposed_main.py, main.py with the recommended changes
-        self.label = ""
+        self.source = MAIN_PY
         self.workdir = workdir
         self.rows: list[Row] = []
         self.tables: list[Table] = []
@@ -130,7 +129,6 @@ class Context:
 
     def row(self, *args, **kwargs) -> Row:
         row = Row(*args, **kwargs)
-        row.what += self.label
         self.rows.append(row)
         mark = {True: "meets", False: "MISSES", None: ""}[row.met]
         print(f"  -> {row.what}: {row.figure}  (ceiling {row.ceiling}, ratio {row.ratio}, "
@@ -138,7 +136,6 @@ class Context:
         return row
 
     def table(self, title: str, header: Sequence[str], rows: list[Sequence[object]], note: str = "") -> None:
-        title += self.label
         self.tables.append(Table(title, header, rows, note))
         print(f"\n{title}\n{markdown_table(header, rows)}" + (f"\n{note}" if note else "") + "\n", flush=True)
 

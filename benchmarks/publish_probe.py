@@ -4,10 +4,10 @@
 
 `--threads` callers each publish `--batch` messages and wait for every confirmation, over and
 over, for `--seconds`; prints one JSON line with messages/s. `--mode client` goes through
-measure.queue.Publisher (the client library's per-message publish and batching, as receive does);
-`--mode direct` sends each batch as one Publish RPC of raw protobufs, which is about what the
-emulator itself can take. Run it pinned to the CPU the function
-gets and it says how much of receive's figure the publish path alone allows.
+measure.queue.Publisher as receive does (concurrent callers' messages share Publish calls);
+`--mode direct` makes one Publish call per caller per batch, body built once, no sharing: about
+what the emulator itself takes. Run it pinned to the CPU the function gets and it says how much
+of receive's figure the publish path alone allows.
 """
 
 from __future__ import annotations
@@ -25,15 +25,12 @@ from measure.queue import Publisher
 
 
 def publisher_of(publisher: Publisher, topic: str):
-    """One Publish RPC per batch, raw protobufs: no per-message futures, batching or threads."""
-    from google.pubsub_v1.types import PublishRequest, PubsubMessage
-
-    path = publisher.client.topic_path(publisher.project, topic)
-    message_pb, request_pb = PubsubMessage.pb(), PublishRequest.pb()
+    """One Publish call per batch, its body built once: no queueing, no sharing of calls."""
+    import base64
 
     def publish(batch):
-        request = request_pb(topic=path, messages=[message_pb(data=d, attributes=a) for d, a in batch])
-        publisher.client.api.publish(request=PublishRequest.wrap(request), timeout=20)
+        body = {"messages": [{"data": base64.b64encode(d).decode(), "attributes": a} for d, a in batch]}
+        publisher.api.call("POST", f"/v1/projects/{publisher.project}/topics/{topic}:publish", body, timeout=20)
 
     return publish
 

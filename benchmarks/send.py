@@ -48,7 +48,7 @@ DEPLOYED = 8  # terraform/variables.tf: concurrency.send
 def drive(ctx: Context, env: dict[str, str], workers: int, events: int) -> dict:
     out = ctx.workdir / "send_driver.json"
     argv = [*taskset(SERVER_CPUS), PY, "-m", "benchmarks.send_driver", "--workers", str(workers),
-            "--events", str(events), "--out", str(out), *(["--proposed"] if ctx.label else [])]
+            "--events", str(events), "--out", str(out)]
     done = subprocess.run(argv, cwd=REPO, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, text=True, timeout=600, check=False)
     if done.returncode != 0:

@@ -44,14 +44,11 @@ def cloud_events(count: int) -> list[SimpleNamespace]:
 
 def pool_counts(client: MeasurementClient) -> tuple[int, int]:
     """urllib3's own counts of connections made and requests sent, over the client's pools."""
-    managers = [client.pool] if hasattr(client, "pool") else [  # --proposed: a urllib3.PoolManager
-        a.poolmanager for a in {id(a): a for a in client.session.adapters.values()}.values()]
     connections = requests = 0
-    for manager in managers:
-        for key in list(manager.pools.keys()):
-            pool = manager.pools[key]
-            connections += pool.num_connections
-            requests += pool.num_requests
+    for key in list(client.pool.pools.keys()):
+        pool = client.pool.pools[key]
+        connections += pool.num_connections
+        requests += pool.num_requests
     return connections, requests
 
 
@@ -60,12 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=64)
     parser.add_argument("--events", type=int, default=8000)
     parser.add_argument("--out", required=True)
-    parser.add_argument("--proposed", action="store_true", help="apply benchmarks.proposed first")
     args = parser.parse_args(argv)
-    if args.proposed:
-        from benchmarks import proposed
-
-        proposed.apply()
     config = config_module.load()
     client = MeasurementClient(config.endpoint, Secrets(config).credentials, pool_size=args.workers)
     delivery = Delivery(config, client, Publisher(config.project or ""))
