@@ -6,7 +6,7 @@ import json
 import re
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from measure import events
@@ -929,3 +929,45 @@ def test_module_is_pure():
     source = open(events.__file__, encoding="utf-8").read()
     for framework in ("flask", "functions_framework", "requests", "google"):
         assert f"import {framework}" not in source
+
+
+# The fast path of validate (events._PlainEvents) must accept only what _check_event accepts, and
+# build the very same Event; whatever it declines, _check_event decides and words.
+
+
+def _both_paths(batch: list[dict], max_age: int = events.DEFAULT_MAX_AGE) -> None:
+    plain = events._PlainEvents(SITES, max_age, NOW)  # one for the batch: its memos are shared
+    for raw in batch:
+        fast = plain.event(raw)
+        if fast is None:
+            continue
+        full, found = events._check_event(raw, SITES, max_age, NOW)
+        assert not found, (raw, found)
+        assert fast == full
+        assert json.dumps(fast.to_dict()) == json.dumps(full.to_dict())  # same types, same order
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_raw_events(), min_size=1, max_size=6))
+@example([raw_event(event_id=None), raw_event(event_id=" "), raw_event(event_id=" x ")])
+@example([raw_event(ip="::ffff:1.1.1.1"), raw_event(ip=" 8.8.8.8"), raw_event(ip="08.8.8.8"), raw_event(ip="10.0.0.1")])
+@example([raw_event(time_stamp=" 0001724094783"), raw_event(time_stamp=True), raw_event(time_stamp=SEED_TIME)])
+@example([raw_event(platform="PC "), raw_event(platform="pc/x"), raw_event(platform=1), raw_event(storefront="")])
+@example([raw_event(event_name=None), raw_event(event_name=" "), raw_event(event_name="Boss\u2028"), raw_event(
+    event_name=...)])
+@example([raw_event(user_id=12), raw_event(user_id=10**16), raw_event(user_id="a\x00"), raw_event(user_id="é\u00a0")])
+@example([raw_event(revenue="", quantity="007", currency_code="usd", timestamp=1), raw_event(revenue=None)])
+def test_the_fast_path_accepts_only_what_the_full_check_accepts_and_builds_the_same_event(batch):
+    _both_paths(batch)
+
+
+def test_plain_events_take_the_fast_path():
+    # Guards the fast path from going dead: the seed event, with or without extras and an id.
+    plain = events._PlainEvents(SITES, events.DEFAULT_MAX_AGE, NOW)
+    for raw in (raw_event(), raw_event(event_id="abc", revenue="9.99"), raw_event(event_name=..., user_id=7)):
+        assert plain.event(raw) == check(raw)[0]
+
+
+@given(st.dictionaries(st.sampled_from([f for f in FIELDS if f != "event_id"]), st.text(max_size=12), min_size=1))
+def test_the_fast_derived_id_is_derive_event_id(fields):
+    assert events._derive_id(fields) == derive_event_id(fields)
