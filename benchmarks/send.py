@@ -6,7 +6,7 @@ Two ways, both pinned to one CPU like a 1-vCPU instance, the sandbox on the othe
   - the real `send` server (functions-framework, THREADS = N) driven by wrk with raw Pub/Sub push
     POSTs, as the emulator's push subscription and Eventarc deliver them; its memory is sampled.
 The ceiling is N ÷ 50 ms. Reuse is counted on the sandbox's side (TCP connections accepted vs
-requests) and, for the Delivery runs, by urllib3 itself (its pool's num_connections/num_requests).
+requests) and, for the Delivery runs, by the client's own pool (connections_made, requests_sent).
 The sandbox's own ceiling (wrk straight at it, pre-signed) shows it is not the limit.
 """
 
@@ -138,7 +138,7 @@ def run(ctx: Context) -> None:
     per_s = median(r["per_s"] for r in driver_runs)
     ceiling_per_s = WORKERS / (LATENCY_MS / 1000)
     reuse_sandbox = median(reuse(r["sandbox"]) for r in driver_runs)
-    reuse_urllib3 = median(1 - r["pool_connections"] / r["pool_requests"] for r in driver_runs)
+    reuse_pool = median(1 - r["pool_connections"] / r["pool_requests"] for r in driver_runs)
     server_per_s = median(r["rps"] for r in server_runs)
     ctx.figures["send"] = {
         "events_s": per_s, "workers": WORKERS, "latency_ms": LATENCY_MS,
@@ -147,7 +147,7 @@ def run(ctx: Context) -> None:
         "deployed_events_s": deployed["per_s"], "reuse": reuse_sandbox,
     }
     rows = [[f"Delivery, {WORKERS} threads (median of {len(driver_runs)})", fmt(per_s), fmt(ceiling_per_s),
-             f"{per_s / ceiling_per_s:.0%}", f"{reuse_sandbox:.2%}", f"{reuse_urllib3:.2%}",
+             f"{per_s / ceiling_per_s:.0%}", f"{reuse_sandbox:.2%}", f"{reuse_pool:.2%}",
              fmt(median(r['cpu_s'] / r['events'] for r in driver_runs) * 1e6),
              ", ".join(fmt(r["per_s"]) for r in driver_runs)],
             [f"Delivery, {DEPLOYED} threads (deployed concurrency.send)", fmt(deployed["per_s"]),
@@ -163,7 +163,7 @@ def run(ctx: Context) -> None:
              f"{ceiling['rps'] / ceiling_per_s:.0%}", "—", "—", "—", fmt(ceiling["rps"])]]
     ctx.table(
         f"send: events/s against the sandbox answering in {LATENCY_MS} ms, instance on CPU {SERVER_CPUS}",
-        ["driver", "events/s", f"ceiling N÷{LATENCY_MS} ms", "of ceiling", "reused (sandbox)", "reused (urllib3)",
+        ["driver", "events/s", f"ceiling N÷{LATENCY_MS} ms", "of ceiling", "reused (sandbox)", "reused (pool)",
          "CPU µs/event", "per repeat"],
         rows,
         note=f"{events} events per Delivery repeat, all delivered; reuse counts the connections the instance had "
@@ -177,7 +177,7 @@ def run(ctx: Context) -> None:
             note=f"real send server: {fmt(server_per_s)} events/s; at the deployed concurrency "
                  f"{DEPLOYED}: {fmt(deployed['per_s'])}")
     opened = median(r["sandbox"]["connections"] for r in driver_runs)
-    ctx.row("send, requests on reused connections", f"{reuse_sandbox:.2%} (sandbox), {reuse_urllib3:.2%} (urllib3)",
+    ctx.row("send, requests on reused connections", f"{reuse_sandbox:.2%} (sandbox), {reuse_pool:.2%} (pool)",
             target="≥ 99%", met=reuse_sandbox >= 0.99,
             note=f"{fmt(opened)} connections opened for {fmt(events)} events by {WORKERS} workers"
                  + (": one per worker, at the start" if opened <= WORKERS else ""))

@@ -4,7 +4,7 @@
 
 Configured from the environment like the function (MEASURE_ENDPOINT points at the sandbox). The
 events are built before the clock starts; each worker takes the next one and hands it to the
-same method the `send` entry point calls. Writes JSON: events/s, outcomes, urllib3's own
+same method the `send` entry point calls. Writes JSON: events/s, outcomes, the pool's own
 connection and request counts, CPU seconds and peak RSS. Log lines go to stdout as in Cloud Run.
 """
 
@@ -43,13 +43,8 @@ def cloud_events(count: int) -> list[SimpleNamespace]:
 
 
 def pool_counts(client: MeasurementClient) -> tuple[int, int]:
-    """urllib3's own counts of connections made and requests sent, over the client's pools."""
-    connections = requests = 0
-    for key in list(client.pool.pools.keys()):
-        pool = client.pool.pools[key]
-        connections += pool.num_connections
-        requests += pool.num_requests
-    return connections, requests
+    """The client's pool's own counts of connections made and requests sent."""
+    return client.pool.connections_made, client.pool.requests_sent
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,11 +1,11 @@
 """The Measurement API client: one signed POST per attempt, a typed Outcome back.
 
 HTTP framing lives here; the signature comes from `measure.signing`'s steps and the outcome
-rules from `measure.outcome`. A urllib3 PoolManager keeps pooled keep-alive connections and is
+rules from `measure.outcome`. A `measure.connections.Pool` keeps keep-alive connections and is
 safe to share across the threads of one instance (gen2 functions serve concurrent requests).
-urllib3 rather than a requests.Session: the benchmark profile showed requests' per-call
-environment scan, cookie merge and re-preparation costing more than the rest of an attempt.
-Users who already have a Session sign with `measure.signing.MeasureAuth` instead.
+Not a requests.Session: the benchmark profile showed requests' per-call environment scan,
+cookie merge and re-preparation costing more than the rest of an attempt (and its import, cold
+start time). Users who already have a Session sign with `measure.signing.MeasureAuth` instead.
 
 The body is the signed parameter string itself (without its leading "&"), so what is sent is
 byte for byte what was signed.
@@ -17,10 +17,9 @@ import re
 import time
 from collections.abc import Callable, Mapping
 
-import urllib3
-
 from measure import signing
 from measure.config import check_endpoint
+from measure.connections import ConnectionFailedError, Pool, RequestTimeoutError
 from measure.outcome import Outcome, classify, unreachable
 
 # Connect fast or give up (a little over a TCP retransmit window); the API itself may be slow.
@@ -47,10 +46,7 @@ class MeasurementClient:
         self.credentials = credentials
         self.host, self.uri = signing.request_target(self.endpoint)
         # No automatic retries: a retry is the pipeline's decision, with backoff and a fresh timestamp.
-        self.pool = urllib3.PoolManager(
-            num_pools=2, maxsize=pool_size, retries=False,
-            timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
-        )
+        self.pool = Pool(pool_size, connect_timeout=connect_timeout, read_timeout=read_timeout)
 
     def deliver(self, params: Mapping[str, str]) -> Outcome:
         """POST the parameters, signed with a fresh mat-timestamp, and classify the answer."""
@@ -68,15 +64,12 @@ class MeasurementClient:
             **signing.signing_headers(consumer_key, signature, timestamp),
         }
         try:
-            response = self.pool.request("POST", self.endpoint, body=post_params[1:].encode(), headers=headers,
-                                         redirect=False)
-        except (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ProtocolError, OSError) as exc:
-            # Before TimeoutError: urllib3 makes a refused connection a kind of connect timeout.
-            return unreachable(f"connection error: {type(exc).__name__}", time.monotonic() - started)
-        except urllib3.exceptions.TimeoutError:
+            response = self.pool.request("POST", self.endpoint, body=post_params[1:].encode(), headers=headers)
+        except RequestTimeoutError:
             return unreachable("timeout", time.monotonic() - started)
-        except urllib3.exceptions.HTTPError as exc:
-            return unreachable(f"request failed: {type(exc).__name__}", time.monotonic() - started)
+        except ConnectionFailedError as exc:
+            cause = exc.__cause__
+            return unreachable(f"connection error: {type(cause or exc).__name__}", time.monotonic() - started)
         return classify(response.status, response.headers, response.data, time.monotonic() - started)
 
     def close(self) -> None:

@@ -3,7 +3,7 @@
 Why not the client libraries here: importing `google.cloud.pubsub_v1` (gRPC, proto-plus) took
 about 420 ms of every cold start of receive and sweep, and its per-message futures and batch
 threads took 72% of receive's CPU (benchmarks/RESULTS.md). Each call we need is one JSON request
-over the urllib3 pool the package already uses for the Measurement API. The client libraries
+over the keep-alive pool the package already uses for the Measurement API (measure.connections). The client libraries
 stay where start-up time does not matter: the command-line tools and the tests' own checks.
 
 Where a call goes and with what credentials, as the client libraries decide it:
@@ -21,7 +21,7 @@ import random
 import threading
 import time
 
-import urllib3
+from measure.connections import HTTPError, Pool, RequestTimeoutError
 
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 PUBSUB_URL = "https://pubsub.googleapis.com"
@@ -33,7 +33,7 @@ TOKEN_MARGIN_S = 300  # refresh a token this long before it expires (they live a
 _JSON = {"Content-Type": "application/json"}
 
 _pool_lock = threading.Lock()
-_pool: urllib3.PoolManager | None = None
+_pool: Pool | None = None
 
 
 class ApiError(RuntimeError):
@@ -51,14 +51,12 @@ class DeadlineExceededError(ApiError):
         super().__init__(what, None, "deadline exceeded", transient=True)
 
 
-def shared_pool() -> urllib3.PoolManager:
+def shared_pool() -> Pool:
     """One keep-alive pool a process for Google's APIs, sized for the instance's threads."""
     global _pool
     with _pool_lock:
         if _pool is None:
-            size = max(10, int(os.environ.get("THREADS", "0") or 0))
-            # No urllib3 retries: retrying is `Api.call`'s decision, within the caller's deadline.
-            _pool = urllib3.PoolManager(num_pools=4, maxsize=size, retries=False)
+            _pool = Pool(max(10, int(os.environ.get("THREADS", "0") or 0)), connect_timeout=CONNECT_TIMEOUT)
         return _pool
 
 
@@ -76,7 +74,7 @@ class NoToken:
 class MetadataServerToken:
     """The access token of the function's service account, from the metadata server, cached."""
 
-    def __init__(self, pool: urllib3.PoolManager, host: str | None = None, clock=time.monotonic):
+    def __init__(self, pool: Pool, host: str | None = None, clock=time.monotonic):
         host = host or os.environ.get("GCE_METADATA_HOST") or "metadata.google.internal"
         self.url = f"http://{host}/computeMetadata/v1/instance/service-accounts/default/token"
         self.pool = pool
@@ -95,9 +93,8 @@ class MetadataServerToken:
 
     def _refresh(self) -> None:
         try:
-            response = self.pool.request("GET", self.url, headers={"Metadata-Flavor": "Google"},
-                                         timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT, read=10.0))
-        except urllib3.exceptions.HTTPError as exc:
+            response = self.pool.request("GET", self.url, headers={"Metadata-Flavor": "Google"}, read_timeout=10.0)
+        except HTTPError as exc:
             raise ApiError("metadata server token", None, type(exc).__name__, transient=True) from exc
         if response.status != 200:
             raise ApiError("metadata server token", response.status, _error_message(response.data),
@@ -136,7 +133,7 @@ _token_lock = threading.Lock()
 _token = None
 
 
-def default_token(pool: urllib3.PoolManager):
+def default_token(pool: Pool):
     """The process's credentials, built once and shared by every API it calls."""
     global _token
     with _token_lock:
@@ -155,7 +152,7 @@ def default_token(pool: urllib3.PoolManager):
 class Api:
     """One Google API's REST endpoint: JSON in, JSON out, transient failures retried in time."""
 
-    def __init__(self, base_url: str, token, pool: urllib3.PoolManager | None = None):
+    def __init__(self, base_url: str, token, pool: Pool | None = None):
         self.base_url = base_url.rstrip("/")
         self.token = token
         self.pool = pool or shared_pool()
@@ -177,11 +174,11 @@ class Api:
                 response = self.pool.request(
                     method, self.base_url + path, body=payload,
                     headers={**_JSON, **self.token.headers()} if payload is not None else self.token.headers(),
-                    timeout=urllib3.Timeout(connect=min(CONNECT_TIMEOUT, remaining), read=remaining))
-            except urllib3.exceptions.TimeoutError as exc:
+                    connect_timeout=min(CONNECT_TIMEOUT, remaining), read_timeout=remaining)
+            except RequestTimeoutError as exc:
                 error: ApiError = DeadlineExceededError(what)
                 error.__cause__ = exc
-            except urllib3.exceptions.HTTPError as exc:
+            except HTTPError as exc:
                 error = ApiError(what, None, type(exc).__name__, transient=True)
                 error.__cause__ = exc
             else:

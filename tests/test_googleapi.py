@@ -8,9 +8,9 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-import urllib3
 
 from measure import googleapi
+from measure.connections import Pool
 from measure.emulator import free_port
 
 
@@ -66,7 +66,7 @@ def script():
 
 
 def api_for(server: Script) -> googleapi.Api:
-    return googleapi.Api(f"http://{server.host}", googleapi.NoToken(), urllib3.PoolManager(retries=False))
+    return googleapi.Api(f"http://{server.host}", googleapi.NoToken(), Pool())
 
 
 def test_transient_answers_are_retried_until_one_succeeds(script):
@@ -102,7 +102,7 @@ def test_an_answer_slower_than_the_timeout_is_deadline_exceeded(script):
 
 
 def test_nobody_listening_is_retried_and_then_a_transient_error():
-    api = googleapi.Api(f"http://127.0.0.1:{free_port()}", googleapi.NoToken(), urllib3.PoolManager(retries=False))
+    api = googleapi.Api(f"http://127.0.0.1:{free_port()}", googleapi.NoToken(), Pool())
     with pytest.raises(googleapi.ApiError) as caught:
         api.call("POST", "/v1/x:publish", {}, timeout=0.5)
     assert caught.value.transient is True
@@ -112,10 +112,10 @@ def test_the_metadata_token_is_fetched_once_and_refreshed_before_it_expires(scri
     metadata = script([(200, {"access_token": "tok-1", "expires_in": 3599, "token_type": "Bearer"}),
                        (200, {"access_token": "tok-2", "expires_in": 3599, "token_type": "Bearer"})])
     now = [1000.0]
-    token = googleapi.MetadataServerToken(urllib3.PoolManager(retries=False), host=metadata.host,
+    token = googleapi.MetadataServerToken(Pool(), host=metadata.host,
                                           clock=lambda: now[0])
     api_server = script([(200, {})])
-    api = googleapi.Api(f"http://{api_server.host}", token, urllib3.PoolManager(retries=False))
+    api = googleapi.Api(f"http://{api_server.host}", token, Pool())
 
     for _ in range(5):
         api.call("GET", "/v1/secret:access", timeout=5)
@@ -133,7 +133,7 @@ def test_the_metadata_token_is_fetched_once_and_refreshed_before_it_expires(scri
 
 def test_a_metadata_server_failure_is_a_clear_error(script):
     metadata = script([(404, "no service account")])
-    token = googleapi.MetadataServerToken(urllib3.PoolManager(retries=False), host=metadata.host)
+    token = googleapi.MetadataServerToken(Pool(), host=metadata.host)
     with pytest.raises(googleapi.ApiError, match="metadata server token: HTTP 404"):
         token.headers()
 
