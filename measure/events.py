@@ -224,7 +224,9 @@ _PRIVATE = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12"
 # Fast path for the common case, a plain dotted IPv4 outside every special range: ipaddress'
 # parsing and range tests were most of validation's time (benchmarks). These ranges cover every
 # IPv4 address _not_global refuses; an address inside one takes the full path for its reason.
-_IPV4_DOTTED = re.compile(r"([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})")  # ASCII digits only
+# An octet's value by its canonical text: "0" to "255" in ASCII digits, without leading zeros.
+# One lookup does the digit, range and leading-zero tests (int() is dearer, and takes any digit).
+_OCTETS = MappingProxyType({str(n): n for n in range(256)})
 _IPV4_SPECIAL = tuple(
     (int(net.network_address), int(net.broadcast_address))
     for net in sorted(ipaddress.ip_network(n) for n in (
@@ -436,11 +438,13 @@ class _JSONRefusal(Exception):
 
 
 def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
-    obj: dict[str, object] = {}
-    for key, value in pairs:
-        if key in obj:
-            raise _JSONRefusal(_clip(key), "appears twice in one object; each field may appear once")
-        obj[key] = value
+    obj = dict(pairs)  # in C, unlike a loop here
+    if len(obj) < len(pairs):  # a key was repeated: name the first repeat
+        seen = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _JSONRefusal(_clip(key), "appears twice in one object; each field may appear once")
+            seen.add(key)
     return obj
 
 
@@ -833,15 +837,14 @@ def _ip(value: object) -> str:
 
 def _plainly_global_ipv4(text: str) -> bool:
     """True for a canonical dotted IPv4 address outside every special range (no parsing needed)."""
-    match = _IPV4_DOTTED.fullmatch(text)
-    if not match:
+    parts = text.split(".")
+    if len(parts) != 4:
         return False
-    a, b, c, d = map(int, match.groups())
-    if a > 255 or b > 255 or c > 255 or d > 255:
-        return False
-    if f"{a}.{b}.{c}.{d}" != text:
-        return False  # leading zeros: ipaddress refuses them, with its own message
-    value = (a << 24) | (b << 16) | (c << 8) | d
+    octets = _OCTETS
+    try:
+        value = (octets[parts[0]] << 24) | (octets[parts[1]] << 16) | (octets[parts[2]] << 8) | octets[parts[3]]
+    except KeyError:
+        return False  # not an octet (leading zeros, > 255, not ASCII digits): ipaddress decides
     i = bisect.bisect_right(_IPV4_SPECIAL_STARTS, value) - 1
     return i < 0 or value > _IPV4_SPECIAL[i][1]
 
