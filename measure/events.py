@@ -214,6 +214,7 @@ _TIME_STAMP_LIMIT = 10**_TIME_STAMP_DIGITS
 # For _derive_id: each field name as a JSON key with its colon, and json's ASCII string encoder.
 _JSON_KEYS = MappingProxyType({name: json.dumps(name) + ":" for name in FIELDS})
 _json_ascii: Callable[[str], str] = encode_basestring_ascii
+_ID_CORE = frozenset(CORE_FIELDS) - {"event_id"}
 
 _SHARED = ipaddress.ip_network("100.64.0.0/10")
 _DOCUMENTATION = tuple(
@@ -429,6 +430,9 @@ def _parse_form(text: str) -> dict:
     return event
 
 
+_NESTED = frozenset({dict, list})
+
+
 class _JSONRefusal(Exception):
     """Internal: raised from json's hooks, which see a problem before the parse ends."""
 
@@ -515,6 +519,10 @@ def _parse_lines(text: str) -> list[dict]:
 
 
 def _check_flat(event: dict, where: str) -> None:
+    # json.loads makes exact dicts and lists, so a set test of the value types (in C) clears
+    # almost every event; the loop below finds the nested value to name.
+    if _NESTED.isdisjoint(map(type, event.values())):
+        return
     for key, value in event.items():
         if isinstance(value, (dict, list)):
             raise BodyError(
@@ -590,7 +598,11 @@ class _PlainEvents:
         self.names: dict[str, str | None] = {}
 
     def event(self, item: object) -> Event | None:
-        if type(item) is not dict or not item.keys() <= _KNOWN or not item.keys() >= _REQUIRED:
+        if type(item) is not dict:
+            return None
+        keys = item.keys()
+        core_only = keys <= _CORE  # the usual event: no pass-through fields, nothing unknown
+        if not (core_only or keys <= _KNOWN) or not keys >= _REQUIRED:
             return None
         platform, storefront = item["platform"], item["storefront"]
         if type(platform) is not str or type(storefront) is not str:
@@ -616,7 +628,7 @@ class _PlainEvents:
             given = "event_id" in item and not _blank(item["event_id"])
             event_id = _event_id(item["event_id"]) if given else None
             extras: dict[str, str] = {}
-            if not item.keys() <= _CORE:
+            if not core_only:
                 for field_name in PASSTHROUGH_FIELDS:  # in this order, as _check_event adds them
                     if field_name in item and not _blank(item[field_name]):
                         extras[field_name] = _PASSTHROUGH_CHECKS[field_name](item[field_name], field_name)
@@ -719,7 +731,15 @@ def _derive_id(fields: dict[str, str]) -> str:
     Writes the same canonical JSON without json.dumps, which cost more than the hash: the keys
     sorted, each key and value as json's own ensure_ascii string encoder writes it.
     """
-    text = "{" + ",".join([_JSON_KEYS[name] + _json_ascii(fields[name]) for name in sorted(fields)]) + "}"
+    q = _json_ascii
+    if fields.keys() == _ID_CORE:  # the usual event, no extras: the sorted keys are known
+        text = (
+            f'{{"event_name":{q(fields["event_name"])},"ip":{q(fields["ip"])},'
+            f'"platform":{q(fields["platform"])},"storefront":{q(fields["storefront"])},'
+            f'"time_stamp":{q(fields["time_stamp"])},"user_id":{q(fields["user_id"])}}}'
+        )
+    else:
+        text = "{" + ",".join([_JSON_KEYS[name] + q(fields[name]) for name in sorted(fields)]) + "}"
     return hashlib.sha256(b"measure.event.v1\n" + text.encode("ascii")).hexdigest()[:32]
 
 

@@ -968,6 +968,14 @@ def test_plain_events_take_the_fast_path():
         assert plain.event(raw) == check(raw)[0]
 
 
-@given(st.dictionaries(st.sampled_from([f for f in FIELDS if f != "event_id"]), st.text(max_size=12), min_size=1))
+_id_core = [f for f in events.CORE_FIELDS if f != "event_id"]
+
+
+@given(
+    st.dictionaries(st.sampled_from([f for f in FIELDS if f != "event_id"]), st.text(max_size=12), min_size=1)
+    | st.fixed_dictionaries(dict.fromkeys(_id_core, st.text(max_size=12)),
+                            optional=dict.fromkeys(PASSTHROUGH_FIELDS, st.text(max_size=12)))
+)
 def test_the_fast_derived_id_is_derive_event_id(fields):
+    # Both ways _derive_id writes the canonical JSON: the core fields alone, and any other set.
     assert events._derive_id(fields) == derive_event_id(fields)
