@@ -174,3 +174,19 @@ def test_cached_hmac_states_sign_exactly_like_hmac(private_key, to_sign):
 
     expected = base64.urlsafe_b64encode(hmac.digest(private_key.encode(), to_sign.encode(), "sha256"))
     assert signing.sign(private_key, to_sign) == expected.decode().rstrip("=")
+
+
+@given(private_key=st.text(max_size=80), method=st.sampled_from(["GET", "POST"]), uri=st.text(max_size=120),
+       ts=st.one_of(st.integers(0, 2**31 - 1), st.text(max_size=12)), post=st.text(max_size=80))
+def test_generate_signature_is_sign_of_string_to_sign(private_key, method, uri, ts, post):
+    # generate_signature writes the string to sign out inline (one call less per request); it must
+    # stay the composition of the two steps.
+    expected = signing.sign(private_key, signing.string_to_sign(method, HOST, uri, ts, post))
+    assert generate_signature(private_key, method, HOST, uri, ts, post) == expected
+
+
+def test_keyed_states_cache_stays_bounded():
+    for n in range(3 * signing._KEYED_MAX):
+        assert signing.sign(f"key-{n}", "x") == signing.sign(f"key-{n}", "x")
+        assert len(signing._KEYED) <= signing._KEYED_MAX
+    assert generate_signature("adv1", "GET", HOST, "/serve", TS) == TRUTH[0][2]
