@@ -9,8 +9,10 @@ escaped like Go's url.QueryEscape) and "" for a GET. The seed's Go `GenerateSign
 `EncodePostParams` are the reference; the three truth vectors in the tests pin us to them byte
 for byte.
 
-Each step is a function of its own so it can be tested alone; `MeasureAuth` plugs them into a
-`requests` Session, and `verify_signature` is the receiving side (the sandbox uses it).
+Each step is a function of its own so it can be tested alone; `MeasureAuth` (measure.auth, also
+reachable here as `measure.signing.MeasureAuth`, imported lazily so that signing does not import
+requests) plugs them into a `requests` Session, and `verify_signature` is the receiving side (the
+sandbox uses it).
 """
 
 from __future__ import annotations
@@ -225,40 +227,10 @@ def verify_signature(
         raise SignatureMismatchError("the signature does not match the request and key")
 
 
-try:  # requests is a runtime dependency, but signing alone should not need it.
-    from requests.auth import AuthBase
-except ImportError:  # pragma: no cover
-    AuthBase = object  # type: ignore[misc,assignment]
+def __getattr__(name: str):
+    """`measure.signing.MeasureAuth`, imported on first use: it needs requests, signing does not."""
+    if name == "MeasureAuth":
+        from measure.auth import MeasureAuth
 
-
-class MeasureAuth(AuthBase):
-    """Signs a prepared GET or form POST with a fresh mat-timestamp:
-
-        session.post(url, data=params, auth=MeasureAuth(consumer_key, private_key))
-    """
-
-    def __init__(self, consumer_key: str, private_key: str, clock=time.time):
-        self.consumer_key = consumer_key
-        self.private_key = private_key
-        self.clock = clock
-
-    def __call__(self, request):
-        host, uri = request_target(request.url)
-        if request.method == "GET":
-            if request.body:
-                raise PostParamsOnGetError()
-            post_params = ""
-        elif request.method == "POST":
-            content_type = request.headers.get("Content-Type", "")
-            if request.body and not content_type.startswith("application/x-www-form-urlencoded"):
-                raise SigningError(f"a signed POST must be form-encoded, not {content_type or 'unknown content'}")
-            post_params = post_params_of_body(request.body)
-        else:
-            raise InvalidMethodError(request.method or "")
-        timestamp = str(int(self.clock()))
-        signature = generate_signature(self.private_key, request.method, host, uri, timestamp, post_params)
-        request.headers.update(signing_headers(self.consumer_key, signature, timestamp))
-        return request
-
-    def __repr__(self) -> str:  # never show the private key
-        return f"MeasureAuth(consumer_key={self.consumer_key[:4]}…)"
+        return MeasureAuth
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

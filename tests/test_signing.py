@@ -1,6 +1,9 @@
 """Signing: the seed's Go truth vectors byte for byte, each step alone, and properties."""
 
 import string
+import subprocess
+import sys
+from pathlib import Path
 from urllib.parse import parse_qsl, urlencode
 
 import pytest
@@ -116,6 +119,27 @@ def test_measure_auth_refuses_json_posts_and_repr_hides_the_private_key():
     with pytest.raises(signing.SigningError, match="form-encoded"):
         MeasureAuth("ck", "pk")(requests.Request("POST", "https://h/serve", json={"a": 1}).prepare())
     assert "pk" not in repr(MeasureAuth("consumer", "pk-secret"))
+
+
+def test_importing_signing_does_not_import_requests():
+    # Cold start: signing alone must not pay for requests (MeasureAuth, in measure.auth, needs it).
+    code = "import sys, measure.signing; assert 'requests' not in sys.modules, sorted(sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], capture_output=True,
+                          text=True, check=False, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
+def test_measure_auth_is_still_reachable_from_signing():
+    from measure import auth
+
+    assert signing.MeasureAuth is auth.MeasureAuth is MeasureAuth
+    assert issubclass(signing.MeasureAuth, requests.auth.AuthBase)
+    request = signing.MeasureAuth("ck", "adv1", clock=lambda: int(TS))(_prepared("GET", f"https://{HOST}/serve"))
+    assert request.headers["mat-consumer-key"] == "ck"
+    assert request.headers["mat-timestamp"] == TS
+    assert request.headers["mat-signature"] == TRUTH[0][2]
+    with pytest.raises(AttributeError, match="no_such_name"):
+        signing.no_such_name  # noqa: B018
 
 
 def test_verify_signature_reasons():
