@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import http.client
 import select
+import socket
 import ssl
 import threading
 from functools import lru_cache
@@ -93,12 +94,14 @@ class Pool:
             if connection.sock is None:
                 connection.timeout = self.connect_timeout if connect_timeout is None else connect_timeout
                 connection.connect()
+                # http.client writes headers and body separately: without TCP_NODELAY the body
+                # waits for the server's delayed ACK of the headers (tens of ms a request).
+                connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 with self._lock:
                     self.connections_made += 1
             connection.sock.settimeout(self.read_timeout if read_timeout is None else read_timeout)
             with self._lock:
                 self.requests_sent += 1
-            # With a bytes body http.client sends headers and body in one write (no Nagle stall).
             connection.request(method, path, body=body, headers=headers or {})
             answer = connection.getresponse()
             data = answer.read()
