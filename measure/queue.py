@@ -31,7 +31,7 @@ MAX_BYTES_PER_CALL = 6 * 1024 * 1024
 # More calls in flight lower latency when idle; fewer merge more messages a call under load. A
 # Publish call takes milliseconds (the emulator's REST) to tens of ms (the service), so a few
 # overlapping calls keep one instance's 16 threads moving while each call still carries several.
-MAX_CALLS_IN_FLIGHT = 4
+MAX_CALLS_IN_FLIGHT = 2
 
 
 class PublishError(RuntimeError):
@@ -43,8 +43,10 @@ class PublishError(RuntimeError):
 
 
 class _Waiter:
-    """One caller's messages, queued for a Publish call; `wake` is set once, when they are
-    settled (ids or error) or when this caller is to make the next call itself."""
+    """One caller's messages, queued for a Publish call. `wake` is a latch released exactly once,
+    when they are settled (ids or error) or when this caller is to make the next call itself:
+    a bare lock rather than a threading.Event, because waking the callers is a good part of a
+    busy instance's CPU and a lock's release is one C call where Event.set is a Condition's."""
 
     __slots__ = ("deadline", "error", "ids", "lead", "messages", "size", "wake")
 
@@ -55,7 +57,8 @@ class _Waiter:
         self.ids: list[str] | None = None
         self.error: str | None = None
         self.lead = False
-        self.wake = threading.Event()
+        self.wake = threading.Lock()
+        self.wake.acquire()  # held until released by whoever settles or promotes this caller
 
 
 class Publisher:
@@ -112,7 +115,7 @@ class Publisher:
     def _wait(self, topic: str, waiter: _Waiter) -> None:
         """Wait to be settled or to lead; give up only while still queued (a call in flight
         carrying these messages is bounded by its own deadline, and its answer is the truth)."""
-        if waiter.wake.wait(max(0.0, waiter.deadline - time.monotonic())):
+        if waiter.wake.acquire(timeout=max(0.0, waiter.deadline - time.monotonic())):
             return
         with self._lock:
             queue = self._queued[topic]
@@ -120,7 +123,7 @@ class Publisher:
                 queue.remove(waiter)
                 waiter.error = "timed out waiting for an earlier Publish call"
                 return
-        waiter.wake.wait()
+        waiter.wake.acquire()
 
     def _call(self, topic: str, lead: _Waiter) -> None:
         """Make one Publish call for this caller and the queued callers that fit behind it, then
@@ -141,13 +144,14 @@ class Publisher:
                 if queue:  # the call slot passes on, so the queue never waits for a newcomer
                     successor = queue.popleft()
                     successor.lead = True
-                    successor.wake.set()
+                    successor.wake.release()
                 else:
                     self._in_flight[topic] -= 1
             for waiter in batch:
                 if waiter.ids is None and waiter.error is None:
                     waiter.error = "publish call failed"
-                waiter.wake.set()
+                if waiter is not lead:  # the caller making the call is not waiting
+                    waiter.wake.release()
 
     def _send(self, topic: str, batch: list[_Waiter]) -> None:
         body = {"messages": [{"data": base64.b64encode(data).decode("ascii"), "attributes": attributes}
