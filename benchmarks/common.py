@@ -360,6 +360,19 @@ def group_pss_mib(pgid: int) -> float:
     return total_kib / 1024
 
 
+def group_cpu_s(pgid: int) -> float:
+    """CPU seconds (user + system) used so far by the live processes of a group."""
+    from measure.emulator import group_members
+
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in group_members(pgid):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / tick
+
+
 def group_hwm_mib(pgid: int) -> float:
     """The largest peak RSS (VmHWM) of any one process of the group, in MiB."""
     from measure.emulator import group_members
