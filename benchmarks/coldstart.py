@@ -103,6 +103,19 @@ def top_imports(argv: list[str], env: dict[str, str], n: int = 6) -> str:
     return ", ".join(f"{name} {us / 1000:.0f}" for us, name in found[:n])
 
 
+def warm_pulls(topology, seconds: float = 5.0) -> None:
+    """sweep's first request pulls (empty) from the retry subscription: the emulator's pull path
+    warms up like its publish path, so exercise it before measuring."""
+    from measure import googleapi
+    from measure.subscription import Subscriber
+
+    subscriber = Subscriber(googleapi.Api(f"http://{topology.emulator_host}", googleapi.NoToken()))
+    path = subscriber.subscription_path(topology.project, topology.names.retry_subscription)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        subscriber.pull(request={"subscription": path, "max_messages": 10, "return_immediately": True}, timeout=5)
+
+
 def run(ctx: Context) -> None:
     topology = new_topology(ctx, "-bench-cold")
     sandbox = ctx.sandbox()
@@ -118,6 +131,7 @@ def run(ctx: Context) -> None:
     from benchmarks.receive import warm_emulator
 
     warm_emulator(ctx, topology, most_s=20.0)
+    warm_pulls(topology)
     targets = requests_for(topology, str(ctx.source))
     runs = 3 if ctx.quick else max(15, ctx.repeats)  # each run is short and this machine is noisy
     pin = taskset(SERVER_CPUS)
