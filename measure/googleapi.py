@@ -71,13 +71,22 @@ class NoToken:
         return {}
 
 
+class _MetadataFlavor:
+    """What the metadata server asks of a caller in place of a token."""
+
+    def headers(self) -> dict[str, str]:
+        return {"Metadata-Flavor": "Google"}
+
+
 class MetadataServerToken:
     """The access token of the function's service account, from the metadata server, cached."""
 
+    PATH = "/computeMetadata/v1/instance/service-accounts/default/token"
+
     def __init__(self, pool: Pool, host: str | None = None, clock=time.monotonic):
         host = host or os.environ.get("GCE_METADATA_HOST") or "metadata.google.internal"
-        self.url = f"http://{host}/computeMetadata/v1/instance/service-accounts/default/token"
-        self.pool = pool
+        self.metadata = Api(f"http://{host}", _MetadataFlavor(), pool)
+        self.url = self.metadata.base_url + self.PATH
         self.clock = clock
         self._header: dict[str, str] = {}
         self._refresh_at = float("-inf")
@@ -92,14 +101,7 @@ class MetadataServerToken:
             return self._header
 
     def _refresh(self) -> None:
-        try:
-            response = self.pool.request("GET", self.url, headers={"Metadata-Flavor": "Google"}, read_timeout=10.0)
-        except HTTPError as exc:
-            raise ApiError("metadata server token", None, type(exc).__name__, transient=True) from exc
-        if response.status != 200:
-            raise ApiError("metadata server token", response.status, _error_message(response.data),
-                           transient=response.status in TRANSIENT_STATUSES)
-        token = json.loads(response.data)
+        token = self.metadata.call("GET", self.PATH, timeout=10.0, retry=False, what="metadata server token")
         self._header = {"Authorization": f"Bearer {token['access_token']}"}
         lifetime = float(token.get("expires_in", 0))
         self._refresh_at = self.clock() + max(0.0, lifetime - TOKEN_MARGIN_S)
