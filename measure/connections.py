@@ -70,8 +70,8 @@ def _dropped(connection: http.client.HTTPConnection) -> bool:
 class Pool:
     """Connections kept open per origin, at most `maxsize` idle ones each; thread-safe.
 
-    `connections_made` and `requests_sent` count what the pool did, so a benchmark or a test can
-    show that connections are reused."""
+    `connections_made` and `requests_sent` (every request begun, answered or not) count what the
+    pool did, so a benchmark or a test can show that connections are reused."""
 
     def __init__(self, maxsize: int = 10, *, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
                  read_timeout: float = DEFAULT_READ_TIMEOUT):
@@ -100,8 +100,6 @@ class Pool:
                 with self._lock:
                     self.connections_made += 1
             connection.sock.settimeout(self.read_timeout if read_timeout is None else read_timeout)
-            with self._lock:
-                self.requests_sent += 1
             connection.request(method, path, body=body, headers=headers or {})
             answer = connection.getresponse()
             data = answer.read()
@@ -122,6 +120,7 @@ class Pool:
 
     def _checkout(self, origin: tuple[str, str, int]) -> http.client.HTTPConnection:
         with self._lock:
+            self.requests_sent += 1  # counted here, under the lock checkout takes anyway
             idle = self._idle.get(origin)
             while idle:
                 connection = idle.pop()  # the most recently used: the least likely to have timed out

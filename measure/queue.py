@@ -74,11 +74,13 @@ class Publisher:
 
     @property
     def api(self) -> googleapi.Api:
-        # Built on first publish: a send that only delivers never needs it.
-        with self._lock:
-            if self._api is None:
-                self._api = googleapi.pubsub()
-            return self._api
+        # Built on first publish: a send that only delivers never needs it. Read without the
+        # lock once built: every Publish call asks for it.
+        if self._api is None:
+            with self._lock:
+                if self._api is None:
+                    self._api = googleapi.pubsub()
+        return self._api
 
     def publish(self, topic: str, messages: list[Message], timeout: float = PUBLISH_TIMEOUT) -> list[str]:
         """Publish every message and wait for all confirmations; PublishError if any failed."""
