@@ -58,7 +58,7 @@ os._exit(0)  # the import and the first request are measured, not the interprete
 def requests_for(topology, source: str = "main.py") -> dict[str, tuple[str, str, str, dict, int]]:
     """target -> (function name, source, signature type, first request, expected status)."""
     from measure.events import validate
-    from measure.message import event_message
+    from measure.pipeline.message import event_message
 
     now = int(time.time())
     event = validate([seed_event(1, now)], site_ids={"pc/steam": "2960"}, now=now)[0]
@@ -109,8 +109,8 @@ def top_imports(argv: list[str], env: dict[str, str], n: int = 6) -> str:
 def warm_pulls(topology, seconds: float = 5.0) -> None:
     """sweep's first request pulls (empty) from the retry subscription: the emulator's pull path
     warms up like its publish path, so exercise it before measuring."""
-    from measure import googleapi
-    from measure.subscription import Subscriber
+    from measure.gcp import googleapi
+    from measure.gcp.subscriber import Subscriber
 
     subscriber = Subscriber(googleapi.Api(f"http://{topology.emulator_host}", googleapi.NoToken()))
     path = subscriber.subscription_path(topology.project, topology.names.retry_subscription)

@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from measure.sweep import PULL_TIMEOUT_S
+from measure.functions.sweep import PULL_TIMEOUT_S
 
 FIGURES = Path(__file__).resolve().parent / "figures.json"
 
@@ -45,7 +45,7 @@ API_REQUEST_BYTES = 800     # one signed POST to the Measurement API: ~200 B bod
 SWEEPS_PER_MONTH = 30 * 24 * 12  # sweep_schedule "*/5 * * * *": every 5 minutes
 # An empty retry subscription: sweep makes one REST pull (returnImmediately only on the emulator,
 # which answers at once) and the real service holds it until messages come or the client gives up
-# after measure.sweep's PULL_TIMEOUT_S. It may answer empty sooner; the full timeout is the bound.
+# after measure.functions.sweep's PULL_TIMEOUT_S. It may answer empty sooner; the full timeout is the bound.
 EMPTY_SWEEP_S = PULL_TIMEOUT_S
 BILLING_STEP_S = 0.1  # Cloud Run rounds billable instance time up to the next 100 ms
 

@@ -1,10 +1,10 @@
-"""The publish ceiling: measure.queue.Publisher alone, as receive uses it, against the emulator.
+"""The publish ceiling: measure.gcp.publisher.Publisher alone, as receive uses it, against the emulator.
 
     python -m benchmarks.publish_probe --topic NAME --batch 1 --threads 16 --seconds 3
 
 `--threads` callers each publish `--batch` messages and wait for every confirmation, over and
 over, for `--seconds`; prints one JSON line with messages/s. `--mode client` goes through
-measure.queue.Publisher as receive does (concurrent callers' messages share Publish calls);
+measure.gcp.publisher.Publisher as receive does (concurrent callers' messages share Publish calls);
 `--mode direct` makes one Publish call per caller per batch, body built once, no sharing: about
 what the emulator itself takes. Run it pinned to the CPU the function gets and it says how much
 of receive's figure the publish path alone allows.
@@ -20,8 +20,8 @@ import threading
 import time
 
 from measure.events import validate
-from measure.message import event_message
-from measure.queue import Publisher
+from measure.gcp.publisher import Publisher
+from measure.pipeline.message import event_message
 
 
 def publisher_of(publisher: Publisher, topic: str):

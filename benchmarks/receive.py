@@ -3,7 +3,7 @@
 Both servers are functions-framework as Cloud Run runs it (gunicorn, WORKERS=1, THREADS=16: the
 deployed concurrency of receive), pinned to one CPU like a 1-vCPU instance; wrk runs on the other
 CPU with the Pub/Sub emulator. Repeats alternate bare and receive, so the ratio is side by side.
-The publish path alone (measure.queue.Publisher against the emulator, pinned the same way) is
+The publish path alone (measure.gcp.publisher.Publisher against the emulator, pinned the same way) is
 measured too: it says how much of receive's figure the emulator leaves room for.
 """
 
@@ -169,7 +169,7 @@ def run(ctx: Context) -> None:
           "—", ", ".join(fmt(c["per_s"]) for c in ceiling_direct)]],
         note=f"Errors (non-2xx, socket): {errors}. wrk CPU is the share of one core wrk itself used: far below "
              f"100% means the load generator was not the limit. Peak PSS of the receive server (master + "
-             f"worker): {memory.peak:.0f} MiB. The publish-only rows run measure.queue.Publisher pinned to the "
+             f"worker): {memory.peak:.0f} MiB. The publish-only rows run measure.gcp.publisher.Publisher pinned to the "
              f"server's CPU: the most the Python client plus the emulator let one CPU publish; the last row skips the "
              f"client's per-message machinery (one RPC a batch): about the emulator's own ceiling. Before the rows, "
              f"the emulator was warmed until its publish rate settled: "

@@ -1,4 +1,4 @@
-"""measure.sandbox in a process of its own for the benchmarks, counting TCP connections.
+"""measure.tools.sandbox in a process of its own for the benchmarks, counting TCP connections.
 
     python -m benchmarks.sandbox_server --port P --latency-ms 50 --consumer-key C --private-key K
 
@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 
-from measure import sandbox as sandbox_module
+from measure.tools import sandbox as sandbox_module
 
 
 class CountingSandbox(sandbox_module.Sandbox):

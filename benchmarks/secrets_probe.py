@@ -3,7 +3,7 @@
     python -m benchmarks.secrets_probe --target send --events 10000 --threads 16 --out result.json
 
 The environment has no local secret values, so measure reads Secret Manager; the fake stands in
-for `SecretManagerServiceClient.access_secret_version` (as tests/test_secrets.py does), takes
+for `SecretManagerServiceClient.access_secret_version` (as tests/gcp/test_secrets.py does), takes
 20 ms per access like a network call, and counts every access. The events go through the real
 entry point (functions-framework's app, Flask test clients, one per thread): receive publishes to
 the emulator, send delivers to the sandbox.
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
 
-    from measure import secrets as secrets_module
+    from measure.gcp import secrets as secrets_module
 
     fake = FakeSecretManager({"measure-consumer-key": CONSUMER_KEY, "measure-private-key": PRIVATE_KEY,
                               "measure-webhook-tokens": f"{TOKEN}\nrotated-token"})
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     import functions_framework
 
     from measure.events import validate
-    from measure.message import event_message
+    from measure.pipeline.message import event_message
 
     kind = "http" if args.target == "receive" else "cloudevent"
     app = functions_framework.create_app(target=args.target, source="main.py", signature_type=kind)

@@ -58,7 +58,7 @@ def drive(ctx: Context, env: dict[str, str], workers: int, events: int) -> dict:
 
 def push_bodies(ctx: Context, count: int):
     from measure.events import validate
-    from measure.message import event_message
+    from measure.pipeline.message import event_message
 
     now = int(time.time())
     lines = []
@@ -72,7 +72,7 @@ def push_bodies(ctx: Context, count: int):
 
 
 def signed_serve_request(serve_url: str) -> tuple[str, dict[str, str]]:
-    from measure import signing
+    from measure.tune import signing
 
     params = {"action": "session", "advertiser_id": "877", "site_id": "2960", "sdk": "server",
               "response_format": "json", "user_id": "ceiling", "device_ip": "175.124.248.15",

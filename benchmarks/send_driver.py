@@ -21,12 +21,12 @@ from collections import Counter
 from types import SimpleNamespace
 
 from measure import config as config_module
-from measure.client import MeasurementClient
-from measure.delivery import Delivery
 from measure.events import validate
-from measure.message import event_message
-from measure.queue import Publisher
-from measure.secrets import Secrets
+from measure.gcp.publisher import Publisher
+from measure.gcp.secrets import Secrets
+from measure.pipeline.delivery import Delivery
+from measure.pipeline.message import event_message
+from measure.tune.client import MeasurementClient
 
 
 def cloud_events(count: int) -> list[SimpleNamespace]:

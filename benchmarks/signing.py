@@ -3,7 +3,7 @@
 What Go times (reqcrypt_test.go): `GenerateSignature("privatekey", "GET", h, u, curTimeStr, "")` in a
 b.N loop, with h the host, u the whole URL (used as the uri), curTimeStr the current Unix time in
 decimal, computed once before the loop, and nothing else inside the loop. Python times the same call
-of the public `measure.signing.generate_signature` with the same inputs (the names bound as locals, as
+of the public `measure.tune.signing.generate_signature` with the same inputs (the names bound as locals, as
 Go's are; the cyclic GC left on, as Go's GC is), and nothing else.
 
 This machine is noisy (a 2-core VM with other work on both cores: the speed of one CPU swings by half
@@ -104,7 +104,8 @@ def paired_repeat(binary: Path, timer: timeit.Timer, chunk: int, chunks: int) ->
 
 
 def run(ctx: Context) -> None:
-    from measure import events, signing
+    from measure import events
+    from measure.tune import signing
 
     for args, truth in TRUTH:
         if signing.generate_signature(*args) != truth:
@@ -154,7 +155,7 @@ def run(ctx: Context) -> None:
         "Signing: ns per operation, both pinned to one CPU, Go and Python runs alternating",
         ["what", "median ns/op", "÷ Go", "repeats"],
         [line("Go BenchmarkGenerateSignature (the seed's reference)", go, "1.00×"),
-         line("Python measure.signing.generate_signature, same inputs", py,
+         line("Python measure.tune.signing.generate_signature, same inputs", py,
               f"{ratio:.2f}× (median of per-repeat ratios)"),
          line(f"Python encode_post_params + generate_signature of a game_open event "
               f"({len(namespace['_params'])} params)", per_event, f"{median(per_event) / go_med:.2f}×")],

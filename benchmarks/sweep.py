@@ -32,7 +32,7 @@ TARGET_S = 30.0
 
 
 def _default_parallelism() -> int:
-    from measure.sweep import Sweeper
+    from measure.functions.sweep import Sweeper
 
     return inspect.signature(Sweeper).parameters["parallelism"].default
 
@@ -44,10 +44,10 @@ def publish_backlog(topology, count: int, first: int) -> float:
     """Publish `count` due retries, 1,000 to a Publish RPC; returns the seconds it took."""
     from google.pubsub_v1.types import PublishRequest, PubsubMessage
 
-    from measure.emulator import publisher_client
     from measure.events import validate
-    from measure.message import retry_message
-    from measure.retry import RetryState
+    from measure.pipeline.message import retry_message
+    from measure.pipeline.retry import RetryState
+    from measure.tools.emulator import publisher_client
 
     now = int(time.time())
     events = validate([seed_event(first + i, now) for i in range(count)], site_ids={"pc/steam": "2960"}, now=now)
@@ -113,10 +113,10 @@ def run(ctx: Context) -> None:
          "backlog publish s"],
         [[i + 1, fmt(r["seconds"], 1), fmt(BACKLOG / r["seconds"]), r["calls"], r["pulled"], r["delivered"],
           r["stats"]["connections"], fmt(r["publish_s"], 1)] for i, r in enumerate(runs)],
-        note=f"Sweeper: {PARALLELISM} attempts in flight, {4 * PARALLELISM} messages a pull (measure/sweep.py): "
-             f"each pull's messages go out in 4 rounds, then one acknowledge, then the next pull. Peak PSS of "
-             f"the sweep server {memory.peak:.0f} MiB. Publishing the backlog (1,000 messages a Publish RPC) "
-             f"is not timed.")
+        note=f"Sweeper: {PARALLELISM} attempts in flight, {4 * PARALLELISM} messages a pull "
+             f"(measure/functions/sweep.py): each pull's messages go out in 4 rounds, then one acknowledge, "
+             f"then the next pull. Peak PSS of the sweep server {memory.peak:.0f} MiB. Publishing the backlog "
+             f"(1,000 messages a Publish RPC) is not timed.")
     ctx.row(f"sweep, {BACKLOG:,}-event backlog, sandbox at 50 ms", f"drained in {fmt(drained, 1)} s",
             f"ideal {BACKLOG * LATENCY_MS / 1000 / PARALLELISM:.1f} s ({PARALLELISM} in flight × 50 ms)", "—",
             f"≤ {TARGET_S:g} s",

@@ -1,5 +1,5 @@
 import sys
 
-from measure.cli import main
+from measure.tools.cli import main
 
 sys.exit(main())

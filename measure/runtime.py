@@ -47,30 +47,30 @@ def start() -> config_module.Config:
 
 @_once
 def secrets():
-    from measure.secrets import Secrets
+    from measure.gcp.secrets import Secrets
 
     return Secrets(config())
 
 
 @_once
 def publisher():
-    from measure.queue import Publisher
+    from measure.gcp.publisher import Publisher
 
     return Publisher(config().project or "")
 
 
 @_once
 def webhook():
-    from measure.webhook import Webhook
+    from measure.functions.receive import Webhook
 
     return Webhook(config(), secrets().webhook_tokens, publisher())
 
 
 @_once
 def delivery():
-    from measure.breaker import CircuitBreaker
-    from measure.client import MeasurementClient
-    from measure.delivery import Delivery
+    from measure.pipeline.breaker import CircuitBreaker
+    from measure.pipeline.delivery import Delivery
+    from measure.tune.client import MeasurementClient
 
     settings = config()
     client = MeasurementClient(settings.endpoint, secrets().credentials, read_timeout=settings.api_timeout)
@@ -79,8 +79,8 @@ def delivery():
 
 @_once
 def sweeper():
-    from measure.subscription import Subscriber
-    from measure.sweep import Sweeper
+    from measure.functions.sweep import Sweeper
+    from measure.gcp.subscriber import Subscriber
 
     return Sweeper(config(), delivery(), Subscriber(),
                    return_immediately=bool(os.environ.get("PUBSUB_EMULATOR_HOST")))

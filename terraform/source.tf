@@ -1,11 +1,16 @@
-# What the functions are built from: exactly main.py, requirements.txt and the measure/ package
-# of this repository, nothing else (no tests, no virtualenv, no bytecode, no local settings).
-# The archive is listed file by file through `source` blocks, so a new top-level file or
-# directory can never slip into a deployment. measure/ is expected to hold only Python modules;
-# tests/test_terraform.py fails if it gains a file this pattern would silently leave out.
+# What the functions are built from: exactly main.py, requirements.txt and the modules of the
+# measure/ package that main.py imports, nothing else (no tests, no virtualenv, no bytecode, no
+# local settings, no tools). The archive is listed file by file through `source` blocks, so a new
+# top-level file or directory can never slip into a deployment. What main.py does not import is
+# left out by name: measure/tools/ (sandbox, dev stack, CLI, backfill, ...), `python -m measure`
+# and the two public re-export modules. tests/test_terraform.py checks that this list is exactly
+# main.py's import closure, and that measure/ holds nothing but Python modules.
 
 locals {
   repo_root = "${path.module}/.."
+
+  # Importable by users and operators, never by the functions.
+  not_shipped = ["__main__.py", "signing.py", "links.py"]
 
   source_files = merge(
     {
@@ -15,7 +20,7 @@ locals {
     {
       for f in fileset("${local.repo_root}/measure", "**/*.py") :
       "measure/${f}" => "${local.repo_root}/measure/${f}"
-      if !strcontains(f, "__pycache__")
+      if !strcontains(f, "__pycache__") && !startswith(f, "tools/") && !contains(local.not_shipped, f)
     },
   )
 }

@@ -37,17 +37,25 @@ from types import SimpleNamespace
 import pytest
 import requests
 
-from measure import events, retry
-from measure.breaker import CircuitBreaker
+from measure import events
 from measure.config import load
-from measure.delivery import Delivery
-from measure.devstack import MAIN_PY, REPO_ROOT, SERVER_START_TIMEOUT, Service, function_server, functions_framework_bin
-from measure.emulator import LOOPBACK, create_topology, free_port, spawn, stop_group
-from measure.message import decode, retry_message
-from measure.outcome import Kind, Outcome
-from measure.queue import Publisher
-from measure.sandbox import Sandbox
-from measure.sweep import Sweeper
+from measure.functions.sweep import Sweeper
+from measure.gcp.publisher import Publisher
+from measure.pipeline import retry
+from measure.pipeline.breaker import CircuitBreaker
+from measure.pipeline.delivery import Delivery
+from measure.pipeline.message import decode, retry_message
+from measure.tools.devstack import (
+    MAIN_PY,
+    REPO_ROOT,
+    SERVER_START_TIMEOUT,
+    Service,
+    function_server,
+    functions_framework_bin,
+)
+from measure.tools.emulator import LOOPBACK, create_topology, free_port, spawn, stop_group
+from measure.tools.sandbox import Sandbox
+from measure.tune.outcome import Kind, Outcome
 from tests.helpers import ADVERTISER, CONSUMER_KEY, PRIVATE_KEY, SITE_IDS, TOKENS, base_env, seed_form
 from tests.test_logscan import leaks
 

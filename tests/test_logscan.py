@@ -26,12 +26,12 @@ import pytest
 import requests
 
 from measure import events
-from measure.client import MeasurementClient
 from measure.config import load
-from measure.delivery import Delivery
-from measure.emulator import create_topology
-from measure.message import Envelope, event_message
-from measure.sandbox import Sandbox
+from measure.pipeline.delivery import Delivery
+from measure.pipeline.message import Envelope, event_message
+from measure.tools.emulator import create_topology
+from measure.tools.sandbox import Sandbox
+from measure.tune.client import MeasurementClient
 from tests.helpers import ADVERTISER, CONSUMER_KEY, PRIVATE_KEY, SITE_IDS, TOKENS, base_env, seed_form
 
 SECRETS = {"private key": PRIVATE_KEY, "consumer key": CONSUMER_KEY,

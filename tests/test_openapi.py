@@ -23,9 +23,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from measure import events, webhook
-from measure.devstack import REPO_ROOT, SERVER_START_TIMEOUT, function_server
-from measure.emulator import Names, create_topology, free_port, log_tail
+from measure import events
+from measure.functions import receive as webhook
+from measure.tools.devstack import REPO_ROOT, SERVER_START_TIMEOUT, function_server
+from measure.tools.emulator import Names, create_topology, free_port, log_tail
 from tests.helpers import TOKENS, base_env
 
 SPEC_PATH = REPO_ROOT / "openapi.yaml"

@@ -23,12 +23,12 @@ from types import SimpleNamespace
 import flask
 import pytest
 
-from measure import webhook
-from measure.client import MeasurementClient
 from measure.config import ConfigError, check_endpoint, load
-from measure.devstack import REPO_ROOT
-from measure.outcome import Kind
-from measure.secrets import SecretManagerSource, Secrets
+from measure.functions import receive as webhook
+from measure.gcp.secrets import SecretManagerSource, Secrets
+from measure.tools.devstack import REPO_ROOT
+from measure.tune.client import MeasurementClient
+from measure.tune.outcome import Kind
 from tests.helpers import CONSUMER_KEY, PRIVATE_KEY, TOKENS, base_env, seed_form
 
 # --- tokens -----------------------------------------------------------------------------------
@@ -217,8 +217,8 @@ def test_a_redirect_is_never_followed():
 
 # --- what a deployment loads ----------------------------------------------------------------------
 
-DEV_ONLY = ("measure.sandbox", "measure.devstack", "measure.cli", "measure.backfill", "measure.deadletters",
-            "measure.emulator", "measure.links", "measure.resolution")
+DEV_ONLY = ("measure.tools.sandbox", "measure.tools.devstack", "measure.tools.cli", "measure.tools.backfill",
+            "measure.tools.deadletters", "measure.tools.emulator", "measure.tools.links", "measure.tools.resolution")
 
 
 def test_a_deployment_never_loads_the_sandbox_or_the_development_tools():
@@ -236,5 +236,5 @@ print(json.dumps(sorted(m for m in sys.modules if m.startswith("measure"))))
                             timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     loaded = set(json.loads(result.stdout.strip().splitlines()[-1]))
-    assert {"measure.webhook", "measure.delivery", "measure.sweep"} <= loaded
+    assert {"measure.functions.receive", "measure.pipeline.delivery", "measure.functions.sweep"} <= loaded
     assert not loaded & set(DEV_ONLY), sorted(loaded & set(DEV_ONLY))

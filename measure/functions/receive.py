@@ -1,0 +1,126 @@
+"""The webhook (`receive`): authenticate, validate, publish, and only then answer 202.
+
+    POST / or /measure, Authorization: Bearer <token>
+    form (one event), JSON (object or array), NDJSON (one object a line)
+
+A batch is all or nothing: one invalid event rejects the request with every problem listed by
+index, and nothing of a rejected request is published. 202 comes only after Pub/Sub confirmed
+every message; if publishing failed the answer is 503 with Retry-After, and a retry is safe
+because event ids are stable.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+from collections.abc import Callable
+
+from measure import events, logs
+from measure.config import Config
+from measure.gcp.publisher import Publisher, PublishError
+from measure.gcp.secrets import SecretUnavailableError
+from measure.pipeline.message import event_message
+
+ROUTES = frozenset({"/", "/measure"})
+_ROUTE_PATHS = frozenset(route.rstrip("/") for route in ROUTES)  # "/measure/" is "/measure"
+MAX_BODY_BYTES = 1024 * 1024  # 1,000 events of about 1 KiB each
+RETRY_AFTER_S = 5
+JSON = {"Content-Type": "application/json"}
+
+Response = tuple[str, int, dict[str, str]]
+
+
+def error_response(status: int, error: str, message: str, problems=(), headers=None) -> Response:
+    body = {"error": error, "message": message, "problems": [p if isinstance(p, dict) else p.to_dict()
+                                                              for p in problems]}
+    return json.dumps(body), status, {**JSON, **(headers or {})}
+
+
+def bearer_token(header: str | None) -> str | None:
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def token_valid(presented: str, valid: tuple[str, ...]) -> bool:
+    """Compare with every valid token in constant time, without stopping at the first match."""
+    presented_bytes = presented.encode()
+    matched = False
+    for token in valid:
+        matched |= hmac.compare_digest(presented_bytes, token.encode())
+    return matched
+
+
+class Webhook:
+    def __init__(
+        self,
+        config: Config,
+        tokens: Callable[[], tuple[str, ...]],
+        publisher: Publisher,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.config = config
+        self.tokens = tokens
+        self.publisher = publisher
+        self.clock = clock
+
+    def handle(self, request) -> Response:
+        """One webhook call (a Flask request, as functions-framework hands it over)."""
+        if request.path.rstrip("/") not in _ROUTE_PATHS:
+            return error_response(404, "not_found", f"no such path {request.path!r}; post events to /measure")
+        if request.method != "POST":
+            return error_response(405, "method_not_allowed", f"{request.method} is not allowed; use POST",
+                                  headers={"Allow": "POST"})
+        denied = self._authenticate(request.headers.get("Authorization"))
+        if denied:
+            return denied
+        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+            return self._too_large()
+        body = request.stream.read(MAX_BODY_BYTES + 1)
+        if len(body) > MAX_BODY_BYTES:
+            return self._too_large()
+        try:
+            raw = events.parse_body(body, request.headers.get("Content-Type"))
+            accepted = events.validate(raw, site_ids=self.config.site_ids, max_age=self.config.event_max_age,
+                                       now=self.clock())
+        except events.BodyError as exc:
+            return error_response(exc.status, "invalid_body", str(exc), exc.problems)
+        except events.InvalidEvents as exc:
+            return error_response(400, "invalid_events", f"{len(exc.problems)} problem(s); nothing was accepted",
+                                  exc.problems)
+        try:
+            self.publisher.publish(self.config.events_topic, [event_message(e) for e in accepted])
+        except PublishError as exc:
+            logs.error("publish failed; answered 503", component="receive", error=str(exc), events=len(accepted))
+            return error_response(503, "unavailable", "events could not be queued; retry the same request "
+                                   "(event ids are stable, so nothing is counted twice)",
+                                   headers={"Retry-After": str(RETRY_AFTER_S)})
+        ids = [e.event_id for e in accepted]
+        # One line a request, not a line an event: a 1,000-event batch should not cost 1,000 log entries.
+        logs.info("accepted", component="receive", events=len(ids), event_id=ids[0] if len(ids) == 1 else None,
+                  event_name=accepted[0].event_name if len(ids) == 1 else None,
+                  event_ids=ids if 1 < len(ids) <= 20 else None)
+        return json.dumps({"accepted": len(ids), "event_ids": ids}), 202, JSON
+
+    def _authenticate(self, header: str | None) -> Response | None:
+        presented = bearer_token(header)
+        challenge = {"WWW-Authenticate": 'Bearer realm="measure"'}
+        if presented is None:
+            return error_response(401, "unauthorized", "missing 'Authorization: Bearer <token>' header",
+                                  headers=challenge)
+        try:
+            valid = self.tokens()
+        except SecretUnavailableError as exc:
+            logs.error("webhook tokens unavailable", component="receive", error=str(exc))
+            return error_response(503, "unavailable", "cannot check tokens right now",
+                                  headers={"Retry-After": str(RETRY_AFTER_S)})
+        if not token_valid(presented, valid):
+            return error_response(401, "unauthorized", "the Bearer token is not valid", headers=challenge)
+        return None
+
+    @staticmethod
+    def _too_large() -> Response:
+        return error_response(413, "too_large", f"body larger than {MAX_BODY_BYTES} bytes; split the batch",
+                              [{"index": None, "field": "body", "problem": f"larger than {MAX_BODY_BYTES} bytes"}])

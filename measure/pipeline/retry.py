@@ -1,0 +1,76 @@
+"""When to try a transiently failed event again, and how long to keep trying.
+
+Backoff per event: 30 s, 2 min, 10 min, 1 h, 6 h, then every 24 h, each with ±10 % jitter so a
+backlog that failed together does not come due together. The retry state travels in the retry
+message itself (measure.pipeline.message), so any sweep instance can pick the event up.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import asdict, dataclass
+
+SCHEDULE: tuple[float, ...] = (30, 120, 600, 3600, 6 * 3600, 24 * 3600)
+JITTER = 0.1
+
+
+def schedule_from_env() -> tuple[float, ...]:
+    """MEASURE_RETRY_SCHEDULE ("0.5,1,2" seconds) shortens the schedule for rehearsals and tests."""
+    raw = os.environ.get("MEASURE_RETRY_SCHEDULE", "").strip()
+    if not raw:
+        return SCHEDULE
+    try:
+        steps = tuple(float(step) for step in raw.split(","))
+    except ValueError:
+        raise ValueError(f"MEASURE_RETRY_SCHEDULE: must be comma-separated seconds, got {raw!r}") from None
+    if not steps or any(step < 0 for step in steps):
+        raise ValueError(f"MEASURE_RETRY_SCHEDULE: must be non-negative seconds, got {raw!r}")
+    return steps
+
+
+def backoff(attempt: int, schedule: tuple[float, ...] = SCHEDULE, rng=random.random) -> float:
+    """Seconds to wait after failed attempt number `attempt` (1 = the first failure)."""
+    base = schedule[min(max(attempt, 1), len(schedule)) - 1]
+    return base * (1 + JITTER * (2 * rng() - 1))
+
+
+@dataclass(frozen=True)
+class RetryState:
+    attempt: int  # failed attempts so far
+    first_failure: float  # Unix time of the first failure: the age that counts against the maximum
+    next_due: float  # Unix time before which the event is not tried again
+    last_error: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: object) -> RetryState:
+        if not isinstance(raw, dict):
+            raise ValueError("retry state must be an object")
+        try:
+            return cls(
+                attempt=int(raw["attempt"]),
+                first_failure=float(raw["first_failure"]),
+                next_due=float(raw["next_due"]),
+                last_error=str(raw.get("last_error", "")),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"retry state is malformed: {exc}") from None
+
+
+def after_failure(
+    previous: RetryState | None, error: str, now: float, schedule: tuple[float, ...] = SCHEDULE
+) -> RetryState:
+    """The state after one more failed attempt."""
+    attempt = (previous.attempt if previous else 0) + 1
+    first = previous.first_failure if previous else now
+    return RetryState(attempt, first, now + backoff(attempt, schedule), error[:500])
+
+
+def deferred(previous: RetryState | None, reason: str, now: float, delay: float) -> RetryState:
+    """Put off without an attempt (the circuit is open): the attempt count stays."""
+    attempt = previous.attempt if previous else 0
+    first = previous.first_failure if previous else now
+    return RetryState(attempt, first, now + delay, reason)

@@ -1,0 +1,210 @@
+"""Signing: the seed's Go truth vectors byte for byte, each step alone, and properties."""
+
+import string
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode
+
+import pytest
+import requests
+from hypothesis import given
+from hypothesis import strategies as st
+
+from measure import signing
+from measure.signing import (
+    InvalidMethodError,
+    MeasureAuth,
+    MultiValuedParameterError,
+    SignatureMismatchError,
+    StaleTimestampError,
+    encode_post_params,
+    generate_signature,
+    verify_signature,
+)
+
+HOST = "engine.mobileapptracking.com"
+TS = "1406146778"
+# The three truth vectors of the seed's reqcrypt_test.go.
+TRUTH = [
+    ("GET", {}, "ur3aUlwbRXGcxxt0EvDa2BQTqkCUjb4RdHww1S5EAWY"),
+    ("POST", {"var1": "blue"}, "X5wxZPS_s5941_d_wnaUcS1Qgd1jZvu94jv5aImtaxo"),
+    ("POST", {"var1": "blue", "meow": "+-=", "alpha": "beta"}, "_2fqNArAgJO3vvtE0ff3XZ3mYSsnIbu5Ynkaw-S-o-c"),
+]
+
+
+@pytest.mark.parametrize(("method", "params", "truth"), TRUTH)
+def test_truth_vectors(method, params, truth):
+    post_params = encode_post_params(params) if method == "POST" else ""
+    assert generate_signature("adv1", method, HOST, "/serve", TS, post_params) == truth
+
+
+def test_string_to_sign_is_the_five_parts_joined_by_newlines():
+    assert signing.string_to_sign("POST", HOST, "/serve", TS, "&a=1") == f"POST\n{HOST}\n/serve\n{TS}\n&a=1"
+
+
+def test_sign_is_unpadded_base64url():
+    signature = signing.sign("k", "anything")
+    assert "=" not in signature and "+" not in signature and "/" not in signature
+    assert len(signature) == 43  # 32 bytes of HMAC-SHA256
+
+
+def test_encode_post_params_sorts_keys_and_escapes_like_go_query_escape():
+    assert encode_post_params({"var1": "blue", "meow": "+-=", "alpha": "beta"}) == "&alpha=beta&meow=%2B-%3D&var1=blue"
+    assert encode_post_params({"s": "a b", "t": "~_.-", "u": "é&="}) == "&s=a+b&t=~_.-&u=%C3%A9%26%3D"
+    assert encode_post_params({"empty": ""}) == "&empty="
+    assert encode_post_params({}) == ""
+
+
+def test_encode_post_params_accepts_single_value_lists_and_numbers():
+    assert encode_post_params({"a": ["1"], "b": 2}) == "&a=1&b=2"
+
+
+@pytest.mark.parametrize("params", [{"a": ["1", "2"]}, {"a": []}, [("a", "1"), ("a", "2")]])
+def test_multi_valued_parameters_are_refused(params):
+    with pytest.raises(MultiValuedParameterError, match="'a'"):
+        encode_post_params(params)
+
+
+def test_none_and_bool_values_are_refused():
+    with pytest.raises(signing.SigningError, match="'a'"):
+        encode_post_params({"a": None})
+    with pytest.raises(signing.SigningError, match="'b'"):
+        encode_post_params({"b": True})
+
+
+def test_only_get_and_post_can_be_signed():
+    with pytest.raises(InvalidMethodError, match="PUT"):
+        generate_signature("k", "PUT", HOST, "/serve", TS)
+
+
+def test_signing_headers():
+    assert signing.signing_headers("ck", "sig", 12) == {
+        "mat-consumer-key": "ck", "mat-signature": "sig", "mat-timestamp": "12"}
+
+
+def test_request_target_matches_go_request_uri():
+    assert signing.request_target("https://h.example:8443/serve?a=1&b=2") == ("h.example:8443", "/serve?a=1&b=2")
+    assert signing.request_target("https://h.example") == ("h.example", "/")
+
+
+def _prepared(method, url, data=None):
+    return requests.Request(method, url, data=data).prepare()
+
+
+def test_measure_auth_signs_a_form_post_that_verifies():
+    auth = MeasureAuth("ck", "pk", clock=lambda: 1406146778.9)
+    request = auth(_prepared("POST", f"https://{HOST}/serve", {"var1": "blue", "meow": "+-=", "alpha": "beta"}))
+    assert request.headers["mat-consumer-key"] == "ck"
+    assert request.headers["mat-timestamp"] == TS
+    expected = generate_signature("pk", "POST", HOST, "/serve", TS,
+                                  encode_post_params({"var1": "blue", "meow": "+-=", "alpha": "beta"}))
+    assert request.headers["mat-signature"] == expected
+
+
+def test_measure_auth_get_reproduces_the_seed_get_vector():
+    request = MeasureAuth("ck", "adv1", clock=lambda: 1406146778)(_prepared("GET", f"https://{HOST}/serve"))
+    assert request.headers["mat-signature"] == TRUTH[0][2]
+
+
+def test_measure_auth_takes_a_fresh_timestamp_each_call():
+    times = iter([100, 200])
+    auth = MeasureAuth("ck", "pk", clock=lambda: next(times))
+    first = auth(_prepared("GET", "https://h/serve")).headers["mat-timestamp"]
+    second = auth(_prepared("GET", "https://h/serve")).headers["mat-timestamp"]
+    assert (first, second) == ("100", "200")
+
+
+def test_measure_auth_refuses_json_posts_and_repr_hides_the_private_key():
+    with pytest.raises(signing.SigningError, match="form-encoded"):
+        MeasureAuth("ck", "pk")(requests.Request("POST", "https://h/serve", json={"a": 1}).prepare())
+    assert "pk" not in repr(MeasureAuth("consumer", "pk-secret"))
+
+
+def test_importing_signing_does_not_import_requests():
+    # Cold start: signing alone must not pay for requests (MeasureAuth, in measure.tune.auth, needs it).
+    code = "import sys, measure.tune.signing; assert 'requests' not in sys.modules, sorted(sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2], capture_output=True,
+                          text=True, check=False, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
+def test_measure_auth_is_still_reachable_from_signing():
+    # The public surface (docs/design.md): measure.signing re-exports what measure.tune defines.
+    from measure.tune import auth
+
+    assert signing.MeasureAuth is auth.MeasureAuth is MeasureAuth
+    assert issubclass(signing.MeasureAuth, requests.auth.AuthBase)
+    request = signing.MeasureAuth("ck", "adv1", clock=lambda: int(TS))(_prepared("GET", f"https://{HOST}/serve"))
+    assert request.headers["mat-consumer-key"] == "ck"
+    assert request.headers["mat-timestamp"] == TS
+    assert request.headers["mat-signature"] == TRUTH[0][2]
+    with pytest.raises(AttributeError, match="no_such_name"):
+        signing.no_such_name  # noqa: B018
+
+
+def test_verify_signature_reasons():
+    sig = generate_signature("pk", "GET", HOST, "/serve", TS)
+    verify_signature("pk", "GET", HOST, "/serve", TS, sig, now=int(TS))
+    with pytest.raises(SignatureMismatchError):
+        verify_signature("other", "GET", HOST, "/serve", TS, sig, now=int(TS))
+    with pytest.raises(StaleTimestampError, match="tolerance 300"):
+        verify_signature("pk", "GET", HOST, "/serve", TS, sig, now=int(TS) + 301)
+    with pytest.raises(signing.InvalidTimestampError):
+        verify_signature("pk", "GET", HOST, "/serve", "12.5", sig, now=12)
+    with pytest.raises(signing.MissingHeaderError, match="mat-signature"):
+        verify_signature("pk", "GET", HOST, "/serve", TS, None, now=int(TS))
+
+
+keys = st.text(alphabet=string.ascii_letters + string.digits + "_", min_size=1, max_size=12)
+values = st.text(max_size=30).filter(lambda v: "\x00" not in v)
+params_strategy = st.dictionaries(keys, values, max_size=8)
+
+
+@given(params=params_strategy, private_key=st.text(min_size=1, max_size=40), ts=st.integers(0, 2**31 - 1))
+def test_sign_verify_round_trip(params, private_key, ts):
+    post = encode_post_params(params)
+    sig = generate_signature(private_key, "POST", HOST, "/serve", ts, post)
+    verify_signature(private_key, "POST", HOST, "/serve", str(ts), sig, post, now=ts)
+
+
+@given(params=params_strategy)
+def test_encoding_is_independent_of_key_order(params):
+    reversed_params = dict(reversed(list(params.items())))
+    assert encode_post_params(params) == encode_post_params(reversed_params)
+
+
+@given(params=params_strategy)
+def test_a_form_body_reencodes_to_the_signed_params(params):
+    # What a receiver sees (the body requests sends) signs the same as what the sender signed.
+    body = urlencode(params)
+    assert signing.post_params_of_body(body) == encode_post_params(params)
+    assert dict(parse_qsl(encode_post_params(params)[1:], keep_blank_values=True)) == params
+
+
+@given(params=params_strategy, key=keys, value=values)
+def test_changing_any_value_changes_the_signature(params, key, value):
+    changed = {**params, key: value}
+    if changed == params:
+        return
+    a = generate_signature("pk", "POST", HOST, "/serve", TS, encode_post_params(params))
+    b = generate_signature("pk", "POST", HOST, "/serve", TS, encode_post_params(changed))
+    assert a != b
+
+
+@given(private_key=st.text(max_size=100), to_sign=st.text(max_size=300))
+def test_cached_hmac_states_sign_exactly_like_hmac(private_key, to_sign):
+    import base64
+    import hmac
+
+    expected = base64.urlsafe_b64encode(hmac.digest(private_key.encode(), to_sign.encode(), "sha256"))
+    assert signing.sign(private_key, to_sign) == expected.decode().rstrip("=")
+
+
+@given(private_key=st.text(max_size=80), method=st.sampled_from(["GET", "POST"]), uri=st.text(max_size=120),
+       ts=st.one_of(st.integers(0, 2**31 - 1), st.text(max_size=12)), post=st.text(max_size=80))
+def test_generate_signature_is_sign_of_string_to_sign(private_key, method, uri, ts, post):
+    # generate_signature writes the string to sign out inline (one call less per request); it must
+    # stay the composition of the two steps.
+    expected = signing.sign(private_key, signing.string_to_sign(method, HOST, uri, ts, post))
+    assert generate_signature(private_key, method, HOST, uri, ts, post) == expected
