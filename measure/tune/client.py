@@ -43,6 +43,7 @@ DEFAULT_POOL_SIZE = DEFAULT_POOLSIZE
 # The pools the adapter keeps: one per scheme, host and port, and a client talks to one endpoint.
 ENDPOINT_POOLS = 1
 
+
 class MeasurementClient:
     """Delivers one event's parameters per call; safe to share across an instance's threads.
 
