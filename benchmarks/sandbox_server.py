@@ -1,11 +1,10 @@
-"""measure.tools.sandbox in a process of its own for the benchmarks, counting TCP connections.
+"""measure.tools.sandbox in a process of its own for the benchmarks.
 
     python -m benchmarks.sandbox_server --port P --latency-ms 50 --consumer-key C --private-key K
 
-`GET /_sandbox/stats` then also says `connections`: how many TCP connections the sandbox accepted
-(one `process_request` per connection; keep-alive requests on it do not add to it), so requests
-minus connections is the number of requests that rode a reused connection. `POST /_sandbox/reset`
-zeroes it with the rest of the stats.
+`GET /_sandbox/stats` says `connections`, how many TCP connections the sandbox accepted (keep-alive
+requests on one do not add to it), so requests minus connections is the number of requests that
+rode a reused connection. `POST /_sandbox/reset` zeroes it with the rest of the stats.
 """
 
 from __future__ import annotations
@@ -14,38 +13,8 @@ import argparse
 import signal
 import sys
 import threading
-import time
 
-from measure.tools import sandbox as sandbox_module
-
-
-class CountingSandbox(sandbox_module.Sandbox):
-    def __init__(self, *args, **kwargs):
-        self.connections = 0
-        self._connections_lock = threading.Lock()
-        super().__init__(*args, **kwargs)
-
-    def count_connection(self) -> None:
-        with self._connections_lock:
-            self.connections += 1
-
-    def stats(self):
-        stats = super().stats()
-        stats["connections"] = self.connections
-        return stats
-
-    def reset(self) -> None:
-        with self._connections_lock:
-            self.connections = 0
-        super().reset()
-
-
-_process_request = sandbox_module._Server.process_request
-
-
-def _counting_process_request(self, request, client_address):
-    self.sandbox.count_connection()
-    _process_request(self, request, client_address)
+from measure.tools.sandbox import Sandbox
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,10 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--consumer-key", required=True)
     parser.add_argument("--private-key", required=True)
     args = parser.parse_args(argv)
-    sandbox_module._Server.process_request = _counting_process_request
     # A short request log: the benchmarks read stats, and 100,000 kept entries would only cost memory.
-    sandbox = CountingSandbox({args.consumer_key: args.private_key}, faults={"latency_ms": args.latency_ms},
-                              log_size=1000, log_requests=False)
+    sandbox = Sandbox({args.consumer_key: args.private_key}, faults={"latency_ms": args.latency_ms},
+                      log_size=1000, log_requests=False)
     sandbox.start("127.0.0.1", args.port)
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
@@ -67,7 +35,6 @@ def main(argv: list[str] | None = None) -> int:
     while not stopping.wait(1.0):
         pass
     sandbox.stop()
-    time.sleep(0)
     return 0
 
 

@@ -6,7 +6,8 @@ Two ways, both pinned to one CPU like a 1-vCPU instance, the sandbox on the othe
   - the real `send` server (functions-framework, THREADS = N) driven by wrk with raw Pub/Sub push
     POSTs, as the emulator's push subscription and Eventarc deliver them; its memory is sampled.
 The ceiling is N ÷ 50 ms. Reuse is counted on the sandbox's side (TCP connections accepted vs
-requests) and, for the Delivery runs, by the client's own pool (connections_made, requests_sent).
+requests) and, for the Delivery runs, by the client's own pool (MeasurementClient.connection_counts:
+the requests HTTPAdapter's pool, sized to N as THREADS sizes it in a deployment).
 The sandbox's own ceiling (wrk straight at it, pre-signed) shows it is not the limit.
 """
 
@@ -17,7 +18,6 @@ import json
 import os
 import subprocess
 import time
-from urllib.parse import urlencode, urlsplit
 
 from benchmarks.common import (
     CONSUMER_KEY,
@@ -72,15 +72,17 @@ def push_bodies(ctx: Context, count: int):
 
 
 def signed_serve_request(serve_url: str) -> tuple[str, dict[str, str]]:
-    from measure.tune import signing
+    """One /serve POST signed as the client signs it (MeasureAuth), for wrk to replay."""
+    import requests
+
+    from measure.tune.auth import MeasureAuth
 
     params = {"action": "session", "advertiser_id": "877", "site_id": "2960", "sdk": "server",
               "response_format": "json", "user_id": "ceiling", "device_ip": "175.124.248.15",
               "system_date": str(int(time.time())), "transaction_id": "bench-ceiling"}
-    timestamp = str(int(time.time()))
-    signature = signing.generate_signature(PRIVATE_KEY, "POST", urlsplit(serve_url).netloc, "/serve", timestamp,
-                                           signing.encode_post_params(params))
-    return urlencode(params), signing.signing_headers(CONSUMER_KEY, signature, timestamp)
+    request = MeasureAuth(CONSUMER_KEY, PRIVATE_KEY)(requests.Request("POST", serve_url, data=params).prepare())
+    return request.body, {name: request.headers[name] for name in ("mat-consumer-key", "mat-signature",
+                                                                    "mat-timestamp")}
 
 
 def run(ctx: Context) -> None:

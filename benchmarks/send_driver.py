@@ -4,8 +4,8 @@
 
 Configured from the environment like the function (MEASURE_ENDPOINT points at the sandbox). The
 events are built before the clock starts; each worker takes the next one and hands it to the
-same method the `send` entry point calls. Writes JSON: events/s, outcomes, the pool's own
-connection and request counts, CPU seconds and peak RSS. Log lines go to stdout as in Cloud Run.
+same method the `send` entry point calls. Writes JSON: events/s, outcomes, the client's pool's
+own connection and request counts, CPU seconds and peak RSS. Log lines go to stdout as in Cloud Run.
 """
 
 from __future__ import annotations
@@ -42,11 +42,6 @@ def cloud_events(count: int) -> list[SimpleNamespace]:
     return out
 
 
-def pool_counts(client: MeasurementClient) -> tuple[int, int]:
-    """The client's pool's own counts of connections made and requests sent."""
-    return client.pool.connections_made, client.pool.requests_sent
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.send_driver")
     parser.add_argument("--workers", type=int, default=64)
@@ -79,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     for t in threads:
         t.join()
     elapsed, cpu = time.monotonic() - began, time.process_time() - cpu0
-    connections, requests = pool_counts(client)
+    connections, requests = client.connection_counts()  # the adapter's pool's own counts
     with open(args.out, "w") as f:
         json.dump({"events": len(todo), "seconds": elapsed, "per_s": len(todo) / elapsed, "results": results,
                    "pool_connections": connections, "pool_requests": requests, "cpu_s": cpu,

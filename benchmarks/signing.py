@@ -31,7 +31,10 @@ from pathlib import Path
 
 from benchmarks.common import SERVER_CPUS, Context, Skip, ensure_command, fmt, median, pinned_children, taskset
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "reqcrypt"
+# The seed's Go example, in the shared/ folder beside the checkout (or beside a worktree's parent).
+REFERENCE = next((up / "shared" / "reference" / "reqcrypt" for up in Path(__file__).resolve().parents
+                  if (up / "shared" / "reference" / "reqcrypt").is_dir()),
+                 Path(__file__).resolve().parents[2] / "shared" / "reference" / "reqcrypt")
 GO_URL = "http://123213.measurement.mobileapptracking.com/collect/click?pub_id=123&woof_id=22&campaign_id=5&payout=1000"
 GO_HOST = "123213.measurement.mobileapptracking.com"
 # The seed's three truth vectors (reqcrypt_test.go), as generate_signature arguments.

@@ -70,10 +70,12 @@ def webhook():
 def delivery():
     from measure.pipeline.breaker import CircuitBreaker
     from measure.pipeline.delivery import Delivery
-    from measure.tune.client import MeasurementClient
+    from measure.tune.client import DEFAULT_POOL_SIZE, MeasurementClient
 
     settings = config()
-    client = MeasurementClient(settings.endpoint, secrets().credentials, read_timeout=settings.api_timeout)
+    # One keep-alive connection per concurrent request: functions-framework serves THREADS at once.
+    client = MeasurementClient(settings.endpoint, secrets().credentials, read_timeout=settings.api_timeout,
+                               pool_size=int(os.environ.get("THREADS") or DEFAULT_POOL_SIZE))
     return Delivery(settings, client, publisher(), CircuitBreaker(cooldown=settings.breaker_cooldown))
 
 

@@ -314,7 +314,6 @@ def _import_closure() -> set[str]:
 
 
 @needs_terraform
-@pytest.mark.xfail(strict=True, reason="measure.tune.client signs with its own copy of MeasureAuth's steps until #13")
 def test_archive_holds_exactly_the_import_closure_of_main(tmp_path):
     (tmp_path / "main.tf").write_text(_source_locals(ROOT) + 'output "files" { value = keys(local.source_files) }\n')
     assert _terraform(tmp_path, "init", "-input=false", "-no-color").returncode == 0

@@ -363,6 +363,8 @@ class Sandbox:
                 "faulted": dict(self._faulted),
                 "rejected_reasons": dict(self._rejected_reasons),
                 "distinct_accepted": len(self._accepted_ids),
+                # TCP connections accepted: received minus this is how many requests rode a kept-alive one.
+                "connections": self._counts["connections"],
             }
 
     def accepted_ids(self) -> Counter[str]:
@@ -691,6 +693,8 @@ class _Server(ThreadingHTTPServer):
     def process_request(self, request, client_address):  # type: ignore[no-untyped-def]
         with self._connections_lock:
             self._connections.add(request)
+        with self.sandbox._lock:
+            self.sandbox._counts["connections"] += 1
         super().process_request(request, client_address)
 
     def shutdown_request(self, request):  # type: ignore[no-untyped-def]

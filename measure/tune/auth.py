@@ -1,14 +1,18 @@
-"""`MeasureAuth`: Measurement API signing as a `requests` auth, for users who already have a Session.
+"""`MeasureAuth`: Measurement API signing as a `requests` auth (`requests.auth.AuthBase`).
 
     session.post(url, data=params, auth=MeasureAuth(consumer_key, private_key))
 
-It lives apart from measure.tune.signing so that signing alone does not import requests (about 30 ms of
-cold start); `measure.tune.signing.MeasureAuth` still names it, imported on first use.
+The Measurement API client (measure.tune.client) sets it as its Session's auth, so every request
+that leaves this package is signed here, by `measure.tune.signing.generate_signature`. It lives
+apart from measure.tune.signing so that signing alone does not import requests (the sandbox's
+verifier and the command line's `sign` need only the steps); the public name is
+`measure.signing.MeasureAuth`.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from requests.auth import AuthBase
 
@@ -22,17 +26,30 @@ from measure.tune.signing import (
     signing_headers,
 )
 
+Credentials = Callable[[], tuple[str, str]]  # () -> (consumer_key, private_key)
+FORM = "application/x-www-form-urlencoded"
+
 
 class MeasureAuth(AuthBase):
     """Signs a prepared GET or form POST with a fresh mat-timestamp:
 
         session.post(url, data=params, auth=MeasureAuth(consumer_key, private_key))
+
+    What is signed is read from the prepared request itself (its URL and its form body), so the
+    signature always covers what is sent, however the body was encoded.
     """
 
-    def __init__(self, consumer_key: str, private_key: str, clock=time.time):
-        self.consumer_key = consumer_key
-        self.private_key = private_key
+    def __init__(self, consumer_key: str, private_key: str, clock: Callable[[], float] = time.time):
+        self._credentials: Credentials = lambda: (consumer_key, private_key)
         self.clock = clock
+
+    @classmethod
+    def reading(cls, credentials: Credentials, clock: Callable[[], float] = time.time) -> MeasureAuth:
+        """Keys read afresh for every request: `credentials()` gives (consumer key, private key),
+        e.g. Secret Manager behind its TTL cache, so a rotated key is picked up without a restart."""
+        auth = cls("", "", clock)
+        auth._credentials = credentials
+        return auth
 
     def __call__(self, request):
         host, uri = request_target(request.url)
@@ -42,15 +59,16 @@ class MeasureAuth(AuthBase):
             post_params = ""
         elif request.method == "POST":
             content_type = request.headers.get("Content-Type", "")
-            if request.body and not content_type.startswith("application/x-www-form-urlencoded"):
+            if request.body and not content_type.startswith(FORM):
                 raise SigningError(f"a signed POST must be form-encoded, not {content_type or 'unknown content'}")
             post_params = post_params_of_body(request.body)
         else:
             raise InvalidMethodError(request.method or "")
+        consumer_key, private_key = self._credentials()
         timestamp = str(int(self.clock()))
-        signature = generate_signature(self.private_key, request.method, host, uri, timestamp, post_params)
-        request.headers.update(signing_headers(self.consumer_key, signature, timestamp))
+        signature = generate_signature(private_key, request.method, host, uri, timestamp, post_params)
+        request.headers.update(signing_headers(consumer_key, signature, timestamp))
         return request
 
-    def __repr__(self) -> str:  # never show the private key
-        return f"MeasureAuth(consumer_key={self.consumer_key[:4]}…)"
+    def __repr__(self) -> str:  # never show the keys
+        return "MeasureAuth(<keys hidden>)"

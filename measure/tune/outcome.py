@@ -8,17 +8,23 @@
       and every other answer                    -> transient (retry later)
 
 Pure: `classify` takes the status, headers and body, so every rule is testable without a network.
+An answer's Retry-After (seconds, or an HTTP date) is kept as `Outcome.retry_after`, so whoever
+schedules the next attempt can honour the API's own "not before".
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 from enum import StrEnum
 
 DUPLICATE_MESSAGE = "Duplicate request detected"
 RESPONDER_HEADER = "X-MAT-Responder"
+RETRY_AFTER_HEADER = "Retry-After"
 # Statuses that mean "not now" even when the body looks like the API's own answer.
 _TRANSIENT_STATUSES = frozenset({408, 429})
 
@@ -44,15 +50,43 @@ class Outcome:
     latency: float = 0.0  # seconds spent on the attempt
     # True for failures that say the API (or the road to it) is down, not that this event is bad.
     outage: bool = False
+    # Seconds the answer's Retry-After asked us to wait, None when it carried none (or an unreadable one).
+    retry_after: float | None = None
 
     def to_log(self) -> dict[str, object]:
-        return {
+        line: dict[str, object] = {
             "outcome": self.kind.value,
             "status": self.status,
             "log_id": self.log_id,
             "reason": self.reason,
             "latency_ms": round(self.latency * 1000, 1),
         }
+        if self.retry_after is not None:
+            line["retry_after_s"] = self.retry_after
+        return line
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    """A header's value whatever its case (a plain dict is as welcome as requests' headers)."""
+    wanted = name.lower()
+    return next((value for key, value in headers.items() if key.lower() == wanted), None)
+
+
+def retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Retry-After as seconds from `now`: delay-seconds or an HTTP date (RFC 9110 10.2.3); a date
+    already past is 0, anything unreadable None."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # "-0000": an HTTP date is always UTC
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 def _messages(body: object) -> list[str]:
@@ -64,8 +98,10 @@ def _messages(body: object) -> list[str]:
     return [str(message)] if message else []
 
 
-def classify(status: int, headers: Mapping[str, str], body: bytes, latency: float = 0.0) -> Outcome:
-    """Apply the outcome rules to one HTTP answer from the Measurement API."""
+def classify(status: int, headers: Mapping[str, str], body: bytes, latency: float = 0.0,
+             now: float | None = None) -> Outcome:
+    """Apply the outcome rules to one HTTP answer from the Measurement API (`now` reads an HTTP-date
+    Retry-After; the clock by default)."""
     try:
         parsed = json.loads(body) if body else None
     except (ValueError, UnicodeDecodeError):
@@ -75,9 +111,10 @@ def classify(status: int, headers: Mapping[str, str], body: bytes, latency: floa
     log_id = str(log_id) if log_id else None
     messages = _messages(parsed) if api_answer else []
     reason = "; ".join(messages)
+    wait = retry_after(_header(headers, RETRY_AFTER_HEADER), now)
 
     def outcome(kind: Kind, why: str, outage: bool = False) -> Outcome:
-        return Outcome(kind, why, status, log_id, latency, outage)
+        return Outcome(kind, why, status, log_id, latency, outage, wait)
 
     if status >= 500:
         return outcome(Kind.TRANSIENT, f"HTTP {status}", outage=True)
@@ -87,8 +124,7 @@ def classify(status: int, headers: Mapping[str, str], body: bytes, latency: floa
         return outcome(Kind.DUPLICATE, reason)
     if api_answer and parsed.get("success") is True and 200 <= status < 300:
         return outcome(Kind.DELIVERED, "success")
-    has_responder = any(k.lower() == RESPONDER_HEADER.lower() for k in headers)
-    if status == 400 and has_responder:
+    if status == 400 and _header(headers, RESPONDER_HEADER) is not None:
         return outcome(Kind.REJECTED, reason or "HTTP 400 from the Measurement API")
     if api_answer and parsed.get("success") is False:
         return outcome(Kind.REJECTED, reason or f"success: false (HTTP {status})")

@@ -53,3 +53,27 @@ def test_outage_marks_server_trouble_only():
     assert unreachable("timeout").outage and unreachable("timeout").kind is Kind.TRANSIENT
     assert not classify(200, {}, body(REJECTED)).outage
     assert not Kind.TRANSIENT.done and not Kind.REJECTED.done and Kind.DUPLICATE.done
+
+
+@pytest.mark.parametrize(
+    ("headers", "wait"),
+    [
+        ({"Retry-After": "30"}, 30.0),
+        ({"retry-after": " 7 "}, 7.0),
+        ({"Retry-After": "Wed, 21 Oct 2015 07:28:30 GMT"}, 30.0),  # an HTTP date, 30 s after `now`
+        ({"Retry-After": "Wed, 21 Oct 2015 07:27:00 GMT"}, 0.0),  # already past: go now
+        ({"Retry-After": "soon"}, None),
+        ({"Retry-After": "-5"}, None),
+        ({}, None),
+    ],
+)
+def test_retry_after_is_kept_in_seconds(headers, wait):
+    now = 1445412480.0  # Wed, 21 Oct 2015 07:28:00 GMT
+    outcome = classify(429, headers, b"", now=now)
+    assert outcome.kind is Kind.TRANSIENT
+    assert outcome.retry_after == wait
+
+
+def test_retry_after_reaches_the_log_line_only_when_given():
+    assert classify(503, {"Retry-After": "1"}, b"").to_log()["retry_after_s"] == 1.0
+    assert "retry_after_s" not in classify(503, {}, b"").to_log()
