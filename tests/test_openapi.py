@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from measure import events
+from measure.events import validate as validate_module
 from measure.functions import receive as webhook
 from measure.tools.devstack import REPO_ROOT, SERVER_START_TIMEOUT, function_server
 from measure.tools.emulator import Names, create_topology, free_port, log_tail
@@ -84,7 +85,8 @@ def test_the_event_schema_is_the_code_s(spec):
         return max(found) if found else None
 
     text_fields = [name for name in events.FIELDS
-                   if events._PASSTHROUGH_CHECKS.get(name, events._text) is events._text and name != "time_stamp"]
+                   if validate_module._PASSTHROUGH_CHECKS.get(name, validate_module._text) is validate_module._text
+                   and name != "time_stamp"]
     for name in text_fields:
         assert max_length(event["properties"][name]) == events.MAX_FIELD_LENGTH[name], name
     assert str(webhook.MAX_BODY_BYTES) in spec["info"]["description"].replace(",", "")
