@@ -89,6 +89,15 @@ def kind(value: object) -> str:
     return f"a {type(value).__name__}"
 
 
+def duration(seconds: float) -> str:
+    """A span of time as people say it: "3 days", "5 minutes", "42 seconds"."""
+    seconds = int(seconds)
+    for size, unit in ((86400, "days"), (3600, "hours"), (60, "minutes")):
+        if seconds >= 2 * size:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} seconds"
+
+
 def clip(text: str, limit: int = 64) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 

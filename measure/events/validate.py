@@ -34,7 +34,7 @@ from measure.events.fields import (
 )
 from measure.events.ids import derive_event_id
 from measure.events.ip import public_address
-from measure.events.problems import Bad, InvalidEvents, Problem, clip, kind, show
+from measure.events.problems import Bad, InvalidEvents, Problem, clip, duration, kind, show
 
 # Allowed clock skew of the telemetry server, ahead of ours.
 MAX_FUTURE = 300
@@ -350,10 +350,10 @@ def _time_stamp(value: object, now: float, max_age: int) -> int:
         raise Bad(f"must be Unix seconds as an integer or a string of digits, not {kind(value)}{hint}")
     offset = seconds - now
     if offset > MAX_FUTURE or -offset > max_age:
-        when = f"{_duration(offset)} in the future" if offset > 0 else f"{_duration(-offset)} in the past"
+        when = f"{duration(offset)} in the future" if offset > 0 else f"{duration(-offset)} in the past"
         raise Bad(
-            f"{seconds} is {when}; it must be at most {_duration(MAX_FUTURE)} in the future "
-            f"and at most {_duration(max_age)} in the past{_unit_hint(seconds)}"
+            f"{seconds} is {when}; it must be at most {duration(MAX_FUTURE)} in the future "
+            f"and at most {duration(max_age)} in the past{_unit_hint(seconds)}"
         )
     return seconds
 
@@ -367,14 +367,6 @@ def _unit_hint(seconds: int) -> str:
         if len(str(seconds)) == digits:
             return f" ({digits} digits look like {unit}: send seconds, divided by {factor})"
     return ""
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    for size, unit in ((86400, "days"), (3600, "hours"), (60, "minutes")):
-        if seconds >= 2 * size:
-            return f"{seconds // size} {unit}"
-    return f"{seconds} seconds"
 
 
 def _decimal(value: object, name: str) -> str:
