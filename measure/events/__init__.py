@@ -1,12 +1,12 @@
 """Game events, as the webhook takes them: parse a body, validate and normalise each event, derive ids.
 
-    body.py      the body of a webhook call: content types, limits, BodyError
-    validate.py  one raw event -> one normalised Event, or every problem (InvalidEvents)
-    ip.py        the player's address: global unicast only, compressed form
-    ids.py       the id of an event sent without one
-    event.py     the Event itself, as published to Pub/Sub
-    fields.py    the field names, which are required, their lengths
-    problems.py  Problem, BodyError, InvalidEvents: what a refused client is told
+    body.py        the body of a webhook call: content types, limits, BodyError
+    validation.py  one raw event -> one normalised Event, or every problem (InvalidEvents)
+    ip.py          the player's address: global unicast only, compressed form
+    ids.py         the id of an event sent without one
+    event.py       the Event itself, as published to Pub/Sub
+    fields.py      the field names, which are required, their lengths
+    problems.py    Problem, BodyError, InvalidEvents: what a refused client is told
 
 What an Event becomes at the Measurement API is measure.tune.params' business, not this package's:
 events knows nothing of TUNE or Pub/Sub. Pure stdlib and cheap to import: this package is loaded
@@ -27,7 +27,7 @@ from measure.events.fields import (
 )
 from measure.events.ids import derive_event_id
 from measure.events.problems import BodyError, EventsError, InvalidEvents, Problem
-from measure.events.validate import DEFAULT_MAX_AGE, MAX_FUTURE, check, validate
+from measure.events.validation import DEFAULT_MAX_AGE, MAX_FUTURE, check, validate
 
 __all__ = [
     "CONTENT_TYPES",

@@ -1,6 +1,6 @@
 """The fields of a webhook event: their names, which are required, how long each may be.
 
-What each pass-through field accepts (checked in validate.py):
+What each pass-through field accepts (checked in validation.py):
   revenue, rating       a decimal number >= 0 ("9.99"; a float is rounded to 8 places)
   quantity, level       an integer >= 0
   date1, date2          Unix seconds, an integer >= 0 (the SDKs' format for these)
