@@ -16,7 +16,6 @@ Warnings, each with the field it is about:
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Mapping
 
@@ -96,6 +95,8 @@ def _event_name(name: str) -> str | None:
     key = name.strip().lower()
     near = _SQUASHED.get(_SEPARATORS.sub("", key))
     if near is None:
+        import difflib  # receive's cold start does not pay for it; a debug call with a custom name does
+
         close = difflib.get_close_matches(_SEPARATORS.sub("_", key), _NAMED, n=1, cutoff=NEAR_MISS)
         near = close[0] if close else None
     if near is None:
