@@ -8,8 +8,9 @@ import json
 from collections.abc import Mapping
 
 _PREFIX = b"measure.event.v1\n"
-# json.dumps(..., sort_keys=True, separators=(",", ":")) with the encoder built once, not a call.
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+# json.dumps(..., sort_keys=True, separators=(",", ":")) with the encoder built once, not a call
+# (and no check for circular references: the values are strings).
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True, check_circular=False)
 
 
 def derive_event_id(fields: Mapping[str, object]) -> str:

@@ -40,8 +40,9 @@ class Envelope:
 
 # json.dumps(body, separators=(",", ":"), ensure_ascii=False), the encoder built once rather than
 # a call. Compact, and UTF-8 rather than \u escapes: tests/pipeline/test_message.py pins these
-# bytes, which other producers and consumers of the topics share.
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+# bytes, which other producers and consumers of the topics share. No circular-reference check:
+# the bodies are built here and hold none.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False)
 
 
 def _encode(body: dict) -> bytes:
