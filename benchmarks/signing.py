@@ -109,6 +109,7 @@ def paired_repeat(binary: Path, timer: timeit.Timer, chunk: int, chunks: int) ->
 def run(ctx: Context) -> None:
     from measure import events
     from measure.tune import signing
+    from measure.tune.params import to_params
 
     for args, truth in TRUTH:
         if signing.generate_signature(*args) != truth:
@@ -126,7 +127,7 @@ def run(ctx: Context) -> None:
                               "time_stamp": timestamp, "platform": "pc", "storefront": "steam"}],
                             site_ids={"pc/steam": "2960"}, max_age=86400, now=float(timestamp))[0]
     namespace["_e"] = signing.encode_post_params
-    namespace["_params"] = events.to_params(event, advertiser_id="877", site_id="2960")
+    namespace["_params"] = to_params(event, advertiser_id="877", site_id="2960")
     event_stmt = 'g("privatekey", "POST", h, "/serve", ts, e(params))'
     event_setup = "e = _e; params = _params"
 

@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from measure import events
+from measure.events import validation
 from measure.functions import receive as webhook
 from measure.tools.devstack import REPO_ROOT, SERVER_START_TIMEOUT, function_server
 from measure.tools.emulator import Names, create_topology, free_port, log_tail
@@ -55,7 +56,7 @@ def test_the_document_is_valid_openapi_3_0(spec):
 
 
 def test_paths_methods_auth_and_content_types(spec):
-    assert set(spec["paths"]) == {"/", "/measure"} == {r for r in webhook.ROUTES}
+    assert set(spec["paths"]) == {"/", "/measure", "/measure/debug"} == {*webhook.ROUTES, webhook.DEBUG_ROUTE}
     for path in spec["paths"].values():
         assert set(path) == {"post"}
     bearer = spec["components"]["securitySchemes"]["bearer"]
@@ -63,8 +64,12 @@ def test_paths_methods_auth_and_content_types(spec):
     assert spec["security"] == [{"bearer": []}]
     content = spec["components"]["requestBodies"]["Events"]["content"]
     assert set(content) == {events.FORM, events.JSON, events.NDJSON}
-    for path in spec["paths"].values():
-        assert set(path["post"]["responses"]) == {"202", "400", "401", "404", "405", "413", "415", "503"}
+    for route in webhook.ROUTES:
+        assert set(spec["paths"][route]["post"]["responses"]) == {"202", "400", "401", "404", "405", "413", "415",
+                                                                  "503"}
+    debug = spec["paths"][webhook.DEBUG_ROUTE]["post"]
+    assert set(debug["responses"]) == {"200", "401", "404", "405", "413", "415", "503"}
+    assert debug["requestBody"] == spec["paths"]["/measure"]["post"]["requestBody"]
 
 
 def test_the_event_schema_is_the_code_s(spec):
@@ -84,7 +89,8 @@ def test_the_event_schema_is_the_code_s(spec):
         return max(found) if found else None
 
     text_fields = [name for name in events.FIELDS
-                   if events._PASSTHROUGH_CHECKS.get(name, events._text) is events._text and name != "time_stamp"]
+                   if validation._PASSTHROUGH_CHECKS.get(name, validation._text) is validation._text
+                   and name != "time_stamp"]
     for name in text_fields:
         assert max_length(event["properties"][name]) == events.MAX_FIELD_LENGTH[name], name
     assert str(webhook.MAX_BODY_BYTES) in spec["info"]["description"].replace(",", "")
@@ -134,13 +140,20 @@ def schemathesis(url: str, report_path: Path, *options: str) -> dict:
 
 @pytest.fixture(scope="module")
 def report(live_receive, tmp_path_factory):
-    """Examples and fuzzing on both operations; the boundary-value coverage phase (about 1,500
+    """Examples and fuzzing on every operation, /measure/debug first and alone, so that the
+    emulator can show it published nothing; the boundary-value coverage phase (about 1,500
     requests an operation) on /measure only, since / takes the very same request body."""
-    url, _, log_path = live_receive
+    url, topology, log_path = live_receive
     work = tmp_path_factory.mktemp("schemathesis")
-    runs = [schemathesis(url, work / "fuzzing.json", "--phases", "examples,fuzzing", "--max-examples", str(EXAMPLES)),
+    debug = schemathesis(url, work / "debug.json", "--phases", "examples,fuzzing", "--max-examples", str(EXAMPLES),
+                         "--include-path", webhook.DEBUG_ROUTE)
+    published_by_debug = topology.pull(topology.names.events_tap_subscription, expect=1, timeout=2)
+    runs = [debug,
+            schemathesis(url, work / "fuzzing.json", "--phases", "examples,fuzzing", "--max-examples", str(EXAMPLES),
+                         "--exclude-path", webhook.DEBUG_ROUTE),
             schemathesis(url, work / "coverage.json", "--phases", "coverage", "--include-path", "/measure")]
     return {
+        "published_by_debug": [m.message.data[:200] for m in published_by_debug],
         "complete": all(r["complete"] for r in runs),
         "errors": [e for r in runs for e in r["errors"]],
         "failures": [f for r in runs for f in r["failures"]],
@@ -155,9 +168,14 @@ def report(live_receive, tmp_path_factory):
 
 def test_schemathesis_ran_every_phase(report):
     assert report["complete"] and report["errors"] == [], (report["errors"], report["_output"])
-    assert report["tested"] == [2, 1]
+    assert report["tested"] == [1, 2, 1]
     assert set(report["phases"]) == {"examples", "fuzzing", "coverage"}, report["phases"]
-    assert report["generated"][0] >= EXAMPLES and report["generated"][1] >= 1000, report["generated"]
+    assert report["generated"][0] >= EXAMPLES and report["generated"][1] >= EXAMPLES, report["generated"]
+    assert report["generated"][2] >= 1000, report["generated"]
+
+
+def test_nothing_schemathesis_sent_to_the_debug_path_was_published(report):
+    assert report["published_by_debug"] == []
 
 
 def test_no_input_makes_the_live_webhook_answer_5xx(report, live_receive):

@@ -2,6 +2,8 @@
 
     POST / or /measure, Authorization: Bearer <token>
     form (one event), JSON (object or array), NDJSON (one object a line)
+    POST /measure/debug: the same, but nothing is published: 200 with what each event would
+    become (functions/debug.py)
 
 A batch is all or nothing: one invalid event rejects the request with every problem listed by
 index, and nothing of a rejected request is published. 202 comes only after Pub/Sub confirmed
@@ -18,11 +20,13 @@ from collections.abc import Callable
 
 from measure import events, logs
 from measure.config import Config
+from measure.functions import debug
 from measure.gcp.publisher import Publisher, PublishError
 from measure.gcp.secrets import SecretUnavailableError
 from measure.pipeline.message import event_message
 
 ROUTES = frozenset({"/", "/measure"})
+DEBUG_ROUTE = "/measure/debug"
 _ROUTE_PATHS = frozenset(route.rstrip("/") for route in ROUTES)  # "/measure/" is "/measure"
 MAX_BODY_BYTES = 1024 * 1024  # 1,000 events of about 1 KiB each
 RETRY_AFTER_S = 5
@@ -68,7 +72,9 @@ class Webhook:
 
     def handle(self, request) -> Response:
         """One webhook call (a Flask request, as functions-framework hands it over)."""
-        if request.path.rstrip("/") not in _ROUTE_PATHS:
+        path = request.path.rstrip("/")
+        dry_run = path == DEBUG_ROUTE
+        if path not in _ROUTE_PATHS and not dry_run:
             return error_response(404, "not_found", f"no such path {request.path!r}; post events to /measure")
         if request.method != "POST":
             return error_response(405, "method_not_allowed", f"{request.method} is not allowed; use POST",
@@ -81,6 +87,8 @@ class Webhook:
         body = request.stream.read(MAX_BODY_BYTES + 1)
         if len(body) > MAX_BODY_BYTES:
             return self._too_large()
+        if dry_run:
+            return self._debug(body, request.headers.get("Content-Type"))
         try:
             raw = events.parse_body(body, request.headers.get("Content-Type"))
             accepted = events.validate(raw, site_ids=self.config.site_ids, max_age=self.config.event_max_age,
@@ -103,6 +111,21 @@ class Webhook:
                   event_name=accepted[0].event_name if len(ids) == 1 else None,
                   event_ids=ids if 1 < len(ids) <= 20 else None)
         return json.dumps({"accepted": len(ids), "event_ids": ids}), 202, JSON
+
+    def _debug(self, body: bytes, content_type: str | None) -> Response:
+        """/measure/debug: never publishes. A body /measure would refuse as malformed (400) is a
+        200 naming the problem; 413 and 415 stay what they are on /measure."""
+        try:
+            raw = events.parse_body(body, content_type)
+        except events.BodyError as exc:
+            if exc.status != 400:
+                return error_response(exc.status, "invalid_body", str(exc), exc.problems)
+            answer = debug.body_report(exc)
+        else:
+            answer = debug.report(raw, self.config, self.clock())
+        logs.info("debug", component="receive", events=len(answer["events"]), valid=answer["valid"],
+                  problems=len(answer["problems"]))
+        return json.dumps(answer), 200, JSON
 
     def _authenticate(self, header: str | None) -> Response | None:
         presented = bearer_token(header)

@@ -23,6 +23,7 @@ from measure.gcp.publisher import Publisher
 from measure.pipeline import retry
 from measure.pipeline.breaker import CircuitBreaker
 from measure.pipeline.message import Envelope, UndecodableMessageError, dead_letter_message, decode, retry_message
+from measure.tune import params as tune_params
 from measure.tune.client import MeasurementClient
 from measure.tune.outcome import Kind, Outcome
 
@@ -93,7 +94,7 @@ class Delivery:
             self.publisher.publish_one(self.config.retry_topic, retry_message(event, next_state))
             logs.info("deferred: circuit open", component=component, event_id=event.event_id, outcome="deferred")
             return Handled("deferred")
-        params = events.to_params(event, advertiser_id=self.config.advertiser_id, site_id=site_id)
+        params = tune_params.to_params(event, advertiser_id=self.config.advertiser_id, site_id=site_id)
         outcome = self.client.deliver(params)
         self.breaker.record(outcome)
         self._log(event, outcome, component, state)

@@ -18,16 +18,14 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
-from json.encoder import encode_basestring  # type: ignore[attr-defined]
 
-from measure.events import CORE_FIELDS, Event, InvalidEvents
+from measure.events import Event, InvalidEvents
 from measure.pipeline.retry import RetryState
 
 VERSION = 1
 MAX_RAW_BYTES = 64 * 1024  # how much of an undecodable message is kept in its dead letter
 
 Message = tuple[bytes, dict[str, str]]
-_CORE = frozenset(CORE_FIELDS)
 
 
 class UndecodableMessageError(ValueError):
@@ -40,8 +38,11 @@ class Envelope:
     retry: RetryState | None = None
 
 
-# json.dumps(body, separators=(",", ":"), ensure_ascii=False), without building a JSONEncoder a call.
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+# json.dumps(body, separators=(",", ":"), ensure_ascii=False), the encoder built once rather than
+# a call. Compact, and UTF-8 rather than \u escapes: tests/pipeline/test_message.py pins these
+# bytes, which other producers and consumers of the topics share. No circular-reference check:
+# the bodies are built here and hold none.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False)
 
 
 def _encode(body: dict) -> bytes:
@@ -53,34 +54,7 @@ def _attributes(event: Event, attempt: int) -> dict[str, str]:
 
 
 def event_message(event: Event) -> Message:
-    return _event_data(event), _attributes(event, 0)
-
-
-def _event_data(event: Event) -> bytes:
-    """_encode({"v": VERSION, "event": event.to_dict()}), written directly: receive builds one a
-    published event, and the dict and the encoder call were most of the cost.
-
-    Each string goes through json's own string encoder and the time stamp through int's repr, as
-    json.dumps does. An event unlike those validate produces (a bool time stamp, a non-string
-    extra, an extra named like a core field, which to_dict lets replace it) is left to json.dumps.
-    tests/pipeline/test_message.py pins the bytes.
-    """
-    time_stamp = event.time_stamp
-    if isinstance(time_stamp, bool) or not isinstance(time_stamp, int) or not _CORE.isdisjoint(event.extras):
-        return _encode({"v": VERSION, "event": event.to_dict()})
-    try:
-        extras = "".join([f",{encode_basestring(name)}:{encode_basestring(value)}"
-                          for name, value in event.extras.items()])
-        text = (
-            f'{{"v":{VERSION},"event":{{"event_id":{encode_basestring(event.event_id)},'
-            f'"event_name":{encode_basestring(event.event_name)},"user_id":{encode_basestring(event.user_id)},'
-            f'"ip":{encode_basestring(event.ip)},"time_stamp":{int.__repr__(time_stamp)},'
-            f'"platform":{encode_basestring(event.platform)},"storefront":{encode_basestring(event.storefront)}'
-            f"{extras}}}}}"
-        )
-    except TypeError:  # encode_basestring takes str only
-        return _encode({"v": VERSION, "event": event.to_dict()})
-    return text.encode()
+    return _encode({"v": VERSION, "event": event.to_dict()}), _attributes(event, 0)
 
 
 def retry_message(event: Event, state: RetryState) -> Message:
@@ -107,7 +81,9 @@ def dead_letter_message(
     }
     if raw is not None:
         body["raw"] = base64.b64encode(raw[:MAX_RAW_BYTES]).decode()
-    out_attributes = dict(attributes or {})
+    # The original message's attributes travel along, except the ones Pub/Sub reserves for
+    # itself: the service refuses a publish with any attribute key starting with "goog".
+    out_attributes = {key: value for key, value in (attributes or {}).items() if not key.startswith("goog")}
     if event:
         out_attributes.update(_attributes(event, attempts))
     out_attributes["kind"] = kind

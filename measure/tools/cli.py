@@ -94,6 +94,7 @@ def cmd_send(args) -> int:
 
     from measure import config as config_module
     from measure import events
+    from measure.tune import params as tune_params
     from measure.tune.client import MeasurementClient
 
     try:
@@ -113,8 +114,8 @@ def cmd_send(args) -> int:
         for problem in exc.problems:
             print(f"invalid: {problem.field}: {problem.problem}", file=sys.stderr)
         return 1
-    params = events.to_params(event, advertiser_id=config.advertiser_id,
-                              site_id=config.site_id(event.platform, event.storefront))
+    params = tune_params.to_params(event, advertiser_id=config.advertiser_id,
+                                   site_id=config.site_id(event.platform, event.storefront))
     consumer_key = _secret(args.consumer_key or config.consumer_key, "MEASURE_CONSUMER_KEY", "--consumer-key")
     private_key = _secret(args.private_key or config.private_key, "MEASURE_PRIVATE_KEY", "--private-key")
     client = MeasurementClient(args.endpoint or config.endpoint, lambda: (consumer_key, private_key))
@@ -158,6 +159,7 @@ def cmd_explain(args) -> int:
 
     from measure import events
     from measure.tools import resolution
+    from measure.tune.params import action_for
 
     text = args.event.strip()
     try:
@@ -166,7 +168,7 @@ def cmd_explain(args) -> int:
             raw = json.loads(text)
             if not isinstance(raw, dict):
                 raise ValueError("the event must be a JSON object")
-            action, site_event_name = events.action_for(str(raw.get("event_name", events.DEFAULT_EVENT_NAME)))
+            action, site_event_name = action_for(str(raw.get("event_name", events.DEFAULT_EVENT_NAME)))
             params = {"action": action}
             if site_event_name:
                 params["site_event_name"] = site_event_name

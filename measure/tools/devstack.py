@@ -482,6 +482,8 @@ class DevStack:
         lines = [
             f"webhook        POST {self.webhook_url}  (also POST {self.receive_url}/)",
             f"token          {self.token}",
+            "debug          (what an event would become; nothing is published or sent)\n"
+            + self.curl_command().replace(self.webhook_url, self.webhook_url + "/debug", 1),
         ]
         if self.sandbox_url:
             lines += [f"sandbox        {self.sandbox_page_url}  (what the Measurement API stand-in received)",

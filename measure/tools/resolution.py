@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from measure.events import PREDEFINED_EVENTS
+from measure.tune.params import PREDEFINED_EVENTS
 
 # The 17 pre-defined event actions of DESIGN.md (one list, kept in measure.events), plus session.
 PREDEFINED_ACTIONS = ("session", *PREDEFINED_EVENTS)

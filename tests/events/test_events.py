@@ -16,19 +16,16 @@ from measure.events import (
     MAX_BODY_BYTES,
     MAX_FIELD_LENGTH,
     PASSTHROUGH_FIELDS,
-    PREDEFINED_EVENTS,
-    SESSION_EVENTS,
     BodyError,
     Event,
     InvalidEvents,
     Problem,
-    action_for,
     derive_event_id,
     parse_body,
     site_key,
-    to_params,
     validate,
 )
+from measure.tune.params import action_for, to_params
 
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
@@ -667,67 +664,6 @@ def test_derive_event_id_is_a_stable_function_of_the_fields():
     assert re.fullmatch(r"[0-9a-f]{32}", derive_event_id(fields))
 
 
-# ---------------------------------------------------------------------------------------------
-# The Measurement API request
-
-
-def test_predefined_events_are_the_seventeen_of_the_design():
-    assert PREDEFINED_EVENTS == tuple(
-        "registration login add_to_wishlist add_to_cart added_payment_info reservation checkout_initiated "
-        "purchase search content_view tutorial_complete level_achieved achievement_unlocked spent_credits "
-        "invite rated share".split()
-    )
-    assert {"game_open", "session", "app_open", "open", "session_start"} == SESSION_EVENTS
-
-
-@pytest.mark.parametrize("name", [*SESSION_EVENTS, "GAME_OPEN", "Session_Start"])
-def test_session_events(name):
-    assert action_for(name) == ("session", None)
-
-
-@pytest.mark.parametrize("name", PREDEFINED_EVENTS)
-def test_predefined_events_are_their_own_action_in_any_case(name):
-    assert action_for(name) == (name, None)
-    assert action_for(name.upper()) == (name, None)
-
-
-@pytest.mark.parametrize("name", ["review_submitted", "Boss Defeated", "install", "Level-Up"])
-def test_other_names_are_conversions_keeping_the_users_spelling(name):
-    assert action_for(name) == ("conversion", name)
-
-
-def test_params_of_a_custom_event_with_extras():
-    [event] = check(raw_event(event_name="Boss Defeated", revenue="4.99", currency_code="eur", level=7, event_id="b1"))
-    assert to_params(event, advertiser_id="877", site_id="2960") == {
-        "action": "conversion",
-        "site_event_name": "Boss Defeated",
-        "advertiser_id": "877",
-        "site_id": "2960",
-        "sdk": "server",
-        "response_format": "json",
-        "user_id": "1a23fd44c21f8l5r",
-        "device_ip": "175.124.248.15",
-        "system_date": "1724094783",
-        "transaction_id": "b1",
-        "revenue": "4.99",
-        "currency_code": "EUR",
-        "level": "7",
-    }
-
-
-def test_params_of_a_predefined_event():
-    [event] = check(raw_event(event_name="Purchase"))
-    params = to_params(event, advertiser_id="1", site_id="2")
-    assert params["action"] == "purchase"
-    assert "site_event_name" not in params
-
-
-def test_extras_never_override_the_request():
-    event = Event("e", "game_open", "u", "8.8.8.8", 1, "pc", "steam", extras={"action": "x", "user_id": "v"})
-    params = to_params(event, advertiser_id="1", site_id="2")
-    assert (params["action"], params["user_id"]) == ("session", "u")
-
-
 def test_site_key():
     assert site_key("pc", "steam") == "pc/steam"
     assert site_key(" PC ", "Steam") == "pc/steam"
@@ -880,6 +816,15 @@ def test_parse_body_form_round_trips_urlencoded_dicts(fields):
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_raw_events(), max_size=4))
+@example([raw_event(event_id=None), raw_event(event_id=" "), raw_event(event_id=" x ")])
+@example([raw_event(ip="::ffff:1.1.1.1"), raw_event(ip=" 8.8.8.8"), raw_event(ip="08.8.8.8"), raw_event(ip="10.0.0.1")])
+@example([raw_event(time_stamp=" 0001724094783"), raw_event(time_stamp=True), raw_event(time_stamp=SEED_TIME)])
+@example([raw_event(platform="PC "), raw_event(platform="pc/x"), raw_event(platform=1), raw_event(storefront="")])
+@example([raw_event(event_name=None), raw_event(event_name=" "), raw_event(event_name="Boss\u2028"), raw_event(
+    event_name=...)])
+@example([raw_event(user_id=12), raw_event(user_id=10**16), raw_event(user_id="a\x00"), raw_event(user_id="é\u00a0")])
+@example([raw_event(revenue="", quantity="007", currency_code="usd", timestamp=1), raw_event(revenue=None)])
+@example([raw_event(), raw_event(event_id="abc", revenue="9.99"), raw_event(event_name=..., user_id=7)])
 def test_validate_raises_only_invalid_events_and_produces_str_params(batch):
     try:
         produced = validate(batch, site_ids=SITES, now=NOW)
@@ -925,57 +870,11 @@ def test_any_event_round_trips_and_maps_to_str_params(event):
     assert all(isinstance(v, str) for v in params.values())
 
 
-def test_module_is_pure():
-    source = open(events.__file__, encoding="utf-8").read()
-    for framework in ("flask", "functions_framework", "requests", "google"):
-        assert f"import {framework}" not in source
+def test_the_package_is_pure_and_knows_nothing_of_tune_or_pub_sub():
+    from pathlib import Path
 
-
-# The fast path of validate (events._PlainEvents) must accept only what _check_event accepts, and
-# build the very same Event; whatever it declines, _check_event decides and words.
-
-
-def _both_paths(batch: list[dict], max_age: int = events.DEFAULT_MAX_AGE) -> None:
-    plain = events._PlainEvents(SITES, max_age, NOW)  # one for the batch: its memos are shared
-    for raw in batch:
-        fast = plain.event(raw)
-        if fast is None:
-            continue
-        full, found = events._check_event(raw, SITES, max_age, NOW)
-        assert not found, (raw, found)
-        assert fast == full
-        assert json.dumps(fast.to_dict()) == json.dumps(full.to_dict())  # same types, same order
-
-
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(_raw_events(), min_size=1, max_size=6))
-@example([raw_event(event_id=None), raw_event(event_id=" "), raw_event(event_id=" x ")])
-@example([raw_event(ip="::ffff:1.1.1.1"), raw_event(ip=" 8.8.8.8"), raw_event(ip="08.8.8.8"), raw_event(ip="10.0.0.1")])
-@example([raw_event(time_stamp=" 0001724094783"), raw_event(time_stamp=True), raw_event(time_stamp=SEED_TIME)])
-@example([raw_event(platform="PC "), raw_event(platform="pc/x"), raw_event(platform=1), raw_event(storefront="")])
-@example([raw_event(event_name=None), raw_event(event_name=" "), raw_event(event_name="Boss\u2028"), raw_event(
-    event_name=...)])
-@example([raw_event(user_id=12), raw_event(user_id=10**16), raw_event(user_id="a\x00"), raw_event(user_id="é\u00a0")])
-@example([raw_event(revenue="", quantity="007", currency_code="usd", timestamp=1), raw_event(revenue=None)])
-def test_the_fast_path_accepts_only_what_the_full_check_accepts_and_builds_the_same_event(batch):
-    _both_paths(batch)
-
-
-def test_plain_events_take_the_fast_path():
-    # Guards the fast path from going dead: the seed event, with or without extras and an id.
-    plain = events._PlainEvents(SITES, events.DEFAULT_MAX_AGE, NOW)
-    for raw in (raw_event(), raw_event(event_id="abc", revenue="9.99"), raw_event(event_name=..., user_id=7)):
-        assert plain.event(raw) == check(raw)[0]
-
-
-_id_core = [f for f in events.CORE_FIELDS if f != "event_id"]
-
-
-@given(
-    st.dictionaries(st.sampled_from([f for f in FIELDS if f != "event_id"]), st.text(max_size=12), min_size=1)
-    | st.fixed_dictionaries(dict.fromkeys(_id_core, st.text(max_size=12)),
-                            optional=dict.fromkeys(PASSTHROUGH_FIELDS, st.text(max_size=12)))
-)
-def test_the_fast_derived_id_is_derive_event_id(fields):
-    # Both ways _derive_id writes the canonical JSON: the core fields alone, and any other set.
-    assert events._derive_id(fields) == derive_event_id(fields)
+    for module in Path(events.__file__).parent.glob("*.py"):
+        source = module.read_text(encoding="utf-8")
+        for other in ("flask", "functions_framework", "requests", "google", "measure.tune", "measure.pipeline",
+                      "measure.gcp", "measure.functions"):
+            assert f"import {other}" not in source and f"from {other}" not in source, (module.name, other)

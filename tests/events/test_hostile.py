@@ -275,7 +275,7 @@ CASES = field_cases() + body_cases() + batch_cases() + content_type_cases() + au
 
 
 def flat_problems(body: dict) -> list[dict]:
-    """The answer's problems, also where a body error nests them (see the xfail test below)."""
+    """The answer's problems, also where a body error nests them (a nested shape would be flattened here)."""
     out = []
     for problem in body.get("problems") or []:
         out.extend(flat_problems(problem) if isinstance(problem, dict) and "problems" in problem else [problem])

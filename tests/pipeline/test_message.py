@@ -12,7 +12,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from measure.events import PASSTHROUGH_FIELDS, Event, validate
-from measure.pipeline.message import decode, event_message
+from measure.pipeline.message import dead_letter_message, decode, decode_dead_letter, event_message
 
 SEED_TIME = 1724094783
 SITES = {"pc/steam": "2960"}
@@ -107,3 +107,12 @@ def test_event_message_of_any_event_is_what_json_dumps_writes(event):
     data, _ = event_message(event)
     reference = {"v": 1, "event": event.to_dict()}
     assert data == json.dumps(reference, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def test_a_dead_letter_keeps_the_original_attributes_but_not_pub_sub_s_reserved_goog_ones():
+    # Pub/Sub refuses a publish with an attribute key starting with "goog" (push deliveries and
+    # schema-bound topics carry such keys): kept, they would make the dead letter itself fail.
+    original = {"googclient_schemaencoding": "JSON", "goog_trace": "x", "source": "studio", "event_id": "e1"}
+    data, attributes = dead_letter_message("undecodable", "not JSON", 1.5, raw=b"{", attributes=original)
+    assert attributes == {"source": "studio", "event_id": "e1", "kind": "undecodable"}
+    assert decode_dead_letter(data)["dead"]["kind"] == "undecodable"

@@ -1,0 +1,118 @@
+"""What `POST /measure/debug` answers: what each event of a body would become, before anything is sent.
+
+For each valid event: the id /measure would give it, the exact Measurement API parameters `send`
+would sign and POST for it (built by measure.tune.params.to_params, the function delivery uses;
+no key, signature or timestamp, which belong to the moment of sending), and warnings about what
+is valid but probably a mistake. `problems` are what /measure would refuse, in its shape.
+
+Warnings, each with the field it is about:
+- event_name: a pre-defined event written in another case ("Purchase"), or a custom name that is
+  a near miss of one ("purchased", "log_in"), which would count as a custom conversion instead;
+- time_stamp: more than STALE_AFTER old, or more than AHEAD_AFTER ahead of this server's clock;
+- platform: the pair written with another case or surrounding spaces than the configured key;
+- a pass-through parameter the Measurement API does not document (tune.params.API_PARAMETERS);
+- event: an exact repeat of an earlier event of the batch, which /measure publishes once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from measure import events
+from measure.config import Config
+from measure.events.problems import duration
+from measure.tune.params import API_PARAMETERS, PREDEFINED_EVENTS, REQUEST_PARAMETERS, SESSION_EVENTS, action_for
+from measure.tune.params import to_params as request_of
+
+# Named tolerances of the time-stamp warning: valid up to DEFAULT_MAX_AGE old and MAX_FUTURE ahead,
+# but a day-old event or a clock a minute fast usually means a queue or a clock to look at.
+STALE_AFTER = 86400
+AHEAD_AFTER = 60
+# How alike (difflib's ratio) a custom event name must be to a pre-defined one to be a near miss.
+NEAR_MISS = 0.8
+
+_NAMED = (*PREDEFINED_EVENTS, *sorted(SESSION_EVENTS))
+_SEPARATORS = re.compile(r"[\s_-]+")
+_SQUASHED = {_SEPARATORS.sub("", name): name for name in _NAMED}
+_KNOWN_PARAMETERS = API_PARAMETERS | frozenset(REQUEST_PARAMETERS)
+
+
+def report(raw: list[dict], config: Config, now: float) -> dict:
+    """The debug answer for the raw events of one body."""
+    checked, repeats, problems = events.check(raw, site_ids=config.site_ids, max_age=config.event_max_age, now=now)
+    by_index = dict(checked)
+    for index, earlier in repeats.items():
+        by_index[index] = by_index[earlier]
+    answers = []
+    for index in sorted(by_index):
+        event = by_index[index]
+        request = request_of(event, advertiser_id=config.advertiser_id,
+                             site_id=config.site_id(event.platform, event.storefront) or "")
+        found = warnings(raw[index], event, request, now=now)
+        if index in repeats:
+            found.append(_warning("event", f"is an exact repeat of event {repeats[index]}; /measure publishes it once"))
+        answers.append({"index": index, "event_id": event.event_id, "request": request, "warnings": found})
+    return {"valid": not problems, "events": answers, "problems": [p.to_dict() for p in problems]}
+
+
+def body_report(error: events.BodyError) -> dict:
+    """The debug answer for a body /measure would refuse as malformed (400): no events, its problem."""
+    return {"valid": False, "events": [], "problems": [p.to_dict() for p in error.problems]}
+
+
+def warnings(raw: Mapping[str, object], event: events.Event, request: Mapping[str, str], *, now: float) -> list[dict]:
+    """What is valid about one event but probably a mistake, each as {"field", "warning"}."""
+    found = []
+    name = _event_name(event.event_name)
+    if name:
+        found.append(_warning("event_name", name))
+    age = now - event.time_stamp
+    if age > STALE_AFTER:
+        found.append(_warning("time_stamp", f"is {duration(age)} old; it is attributed as of then (system_date)"
+                                            ", so check the telemetry server's queue or clock"))
+    elif -age > AHEAD_AFTER:
+        found.append(_warning("time_stamp", f"is {duration(-age)} ahead of this server's clock; "
+                                            "check the telemetry server's clock"))
+    pair = _site_spelling(raw, event)
+    if pair:
+        found.append(_warning("platform", pair))
+    for parameter in request:
+        if parameter not in _KNOWN_PARAMETERS:
+            found.append(_warning(parameter, "is not a parameter the Measurement API documents; "
+                                             "it is sent, and probably ignored"))
+    return found
+
+
+def _event_name(name: str) -> str | None:
+    action, custom = action_for(name)
+    if custom is None:
+        if name != name.strip().lower():
+            sent = "a session (action=session)" if action == "session" else f"the pre-defined event {action!r}"
+            return (f"{name!r} is sent as {sent}: names match whatever their case; "
+                    f"write it {name.strip().lower()!r} to say so")
+        return None
+    key = name.strip().lower()
+    near = _SQUASHED.get(_SEPARATORS.sub("", key))
+    if near is None:
+        import difflib  # receive's cold start does not pay for it; a debug call with a custom name does
+
+        close = difflib.get_close_matches(_SEPARATORS.sub("_", key), _NAMED, n=1, cutoff=NEAR_MISS)
+        near = close[0] if close else None
+    if near is None:
+        return None
+    return (f"{name!r} is sent as a custom event (action=conversion, site_event_name={name!r}), "
+            f"not as the pre-defined {near!r}; send event_name={near!r} if that is what it is")
+
+
+def _site_spelling(raw: Mapping[str, object], event: events.Event) -> str | None:
+    given = raw.get("platform"), raw.get("storefront")
+    if given == (event.platform, event.storefront):
+        return None
+    shown = "/".join(str(part) for part in given)
+    return (f"{shown!r} is written differently from the configured pair '{event.platform}/{event.storefront}' "
+            "(case and surrounding spaces are ignored, so it counts as that pair); send it as configured")
+
+
+def _warning(field: str, warning: str) -> dict:
+    return {"field": field, "warning": warning}
