@@ -315,7 +315,7 @@ variable "receive_invokers" {
 
   validation {
     condition     = alltrue([for m in var.receive_invokers : can(regex("^(serviceAccount|user|group|domain|principal|principalSet):[^\\s]+$", m))])
-    error_message = "Each receive_invokers entry must be an IAM member such as serviceAccount:NAME@PROJECT.iam.gserviceaccount.com, group:ops@example.com or principal://... (allUsers and allAuthenticatedUsers are what receive_public_invoker is for)."
+    error_message = "Each receive_invokers entry must be an IAM member such as serviceAccount:NAME@PROJECT.iam.gserviceaccount.com, group:ops@example.com or principal://... (public access is what receive_public_invoker is for)."
   }
 }
 
