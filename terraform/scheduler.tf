@@ -6,8 +6,8 @@
 locals {
   scheduler_region = var.scheduler_region == "" ? var.region : var.scheduler_region
 
-  # The locations the scheduler_region validation accepts (variables.tf), for the precondition below:
-  # `region` itself is validated only as a region name.
+  # Cloud Scheduler's locations (its locations page and release notes, read 2026-12-01), checked by
+  # the precondition below for scheduler_region, or for `region` when that is empty.
   scheduler_regions = [
     "northamerica-northeast1", "northamerica-northeast2", "southamerica-east1",
     "us-central1", "us-east1", "us-east4", "us-west1", "us-west2", "us-west3", "us-west4",
@@ -52,7 +52,7 @@ resource "google_cloud_scheduler_job" "sweep" {
   lifecycle {
     precondition {
       condition     = contains(local.scheduler_regions, local.scheduler_region)
-      error_message = "Cloud Scheduler does not run in ${local.scheduler_region}: set scheduler_region to a nearby Cloud Scheduler location (e.g. europe-west1, us-central1, asia-northeast1; `gcloud scheduler locations list`)."
+      error_message = "Cloud Scheduler does not run in ${local.scheduler_region}: set scheduler_region to a Cloud Scheduler location near region (e.g. europe-west1, us-central1, asia-northeast1; `gcloud scheduler locations list`)."
     }
   }
 

@@ -35,14 +35,24 @@ run "refuses_region" {
   expect_failures = [var.region]
 }
 
-run "refuses_scheduler_region_not_a_scheduler_location" {
+run "refuses_scheduler_region_not_a_region_name" {
+  command = plan
+
+  variables {
+    scheduler_region = "Europe West 1"
+  }
+
+  expect_failures = [var.scheduler_region]
+}
+
+run "refuses_scheduler_region_without_cloud_scheduler" {
   command = plan
 
   variables {
     scheduler_region = "europe-north1"
   }
 
-  expect_failures = [var.scheduler_region]
+  expect_failures = [google_cloud_scheduler_job.sweep]
 }
 
 run "refuses_advertiser_id" {
