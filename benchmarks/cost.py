@@ -1,20 +1,20 @@
-"""What a million events cost on Google Cloud, from the figures a benchmark run measured.
+"""What a million events, and an idle month, cost on Google Cloud, from the figures a benchmark run measured.
 
     python -m benchmarks.cost [benchmarks/figures.json]
 
 `python -m benchmarks` writes benchmarks/figures.json (the measured per-event times); this turns
 them into billable quantities with the deployed settings (terraform/variables.tf defaults: 1 vCPU
 and 256 MB per instance, concurrency receive 16 / send 64 / sweep 1, Scheduler every 5 minutes,
-secrets cached 300 s) and the prices below. docs/cost.md explains the model and quotes one run.
+secrets cached 300 s, routine logs excluded, receive scaled to zero) and the prices below, and
+prints the table and the totals against the targets that docs/cost.md quotes.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-
-from measure.functions.sweep import PULL_TIMEOUT_S
 
 FIGURES = Path(__file__).resolve().parent / "figures.json"
 
@@ -23,45 +23,67 @@ FIGURES = Path(__file__).resolve().parent / "figures.json"
 PRICES = {
     "vcpu_s": 0.000024,        # Cloud Run (gen2 functions), per vCPU-second, CPU allocated during requests
     "gib_s": 0.0000025,        # per GiB-second of memory
+    "idle_vcpu_s": 0.0000025,  # an idle minimum instance, per vCPU-second (memory: gib_s)
     "request": 0.40 / 1e6,     # per request
     "pubsub_tib": 40.0,        # Pub/Sub throughput, per TiB; at least 1,000 bytes per publish/push/pull request
     "secret_access": 0.03 / 1e4,  # Secret Manager, per access operation
+    "secret_version_month": 0.06,  # Secret Manager, per active version per month (automatic replication: one location)
     "scheduler_job_month": 0.10,  # Cloud Scheduler, per job per month (3 jobs free per billing account)
     "logging_gib": 0.50,       # Cloud Logging ingestion, per GiB beyond 50 GiB per project per month
     "egress_gib": 0.12,        # Premium Tier internet egress (to the Measurement API), per GiB
+    "registry_gib_month": 0.10,  # Artifact Registry storage, per GiB-month beyond 0.5 GiB
 }
 FREE = {"vcpu_s": 180_000, "gib_s": 360_000, "requests": 2_000_000, "pubsub_gib": 10, "logging_gib": 50}
+
+# What the cost targets of issue 16 allow (USD, no free tier applied).
+TARGETS = {"busy": 1.50, "sparse": 6.00, "idle": 0.50}
 
 # Deployed settings: the defaults in terraform/variables.tf.
 VCPU = 1.0               # cpu = "1"
 MEMORY_GIB = 256 / 1024  # memory = "256M", billed as 0.25 GiB here (256 MB = 0.238 GiB; the larger is the safe side)
 SEND_CONCURRENCY = 64    # concurrency.send (also send's THREADS)
 SECRET_TTL_S = 300       # secret_ttl_seconds (MEASURE_SECRET_TTL)
+SECRETS = 3              # consumer key, private key, webhook tokens: one active version each
 EVENTS = 1_000_000
+MONTH_S = 30 * 24 * 3600
 MESSAGE_BYTES = 320         # one measure-events message: ~200 B data, ~70 B attributes, timestamp, id (measured 303)
 LOG_LINE_BYTES = 450        # one structured log line as Cloud Logging stores it (with its metadata)
 REQUEST_LOG_BYTES = 1200    # Cloud Run's own request log entry per HTTP request/push
 API_REQUEST_BYTES = 800     # one signed POST to the Measurement API: ~200 B body, headers, TLS framing
+REGISTRY_GIB = 0.2          # the three functions' images after a first deploy (estimate, not measured)
 SWEEPS_PER_MONTH = 30 * 24 * 12  # sweep_schedule "*/5 * * * *": every 5 minutes
-# An empty retry subscription: sweep makes one REST pull (returnImmediately only on the emulator,
-# which answers at once) and the real service holds it until messages come or the client gives up
-# after measure.functions.sweep's PULL_TIMEOUT_S. It may answer empty sooner; the full timeout is the bound.
-EMPTY_SWEEP_S = PULL_TIMEOUT_S
+# A sweep that finds the retry queue empty answers within about a second (its first pull is short);
+# a run's figures.json may carry the measured time as sweep.empty_s.
+EMPTY_SWEEP_BOUND_S = 1.0
 BILLING_STEP_S = 0.1  # Cloud Run rounds billable instance time up to the next 100 ms
 
 
-def instance_s(per_event_busy: float, latency_s: float) -> tuple[float, float]:
-    """Billable instance-seconds per request: (busy, sparse).
+@dataclass(frozen=True)
+class Row:
+    item: str
+    quantity: str
+    busy: float    # USD for a million events that keep instances busy (or, monthly rows, per month)
+    sparse: float  # USD for a million events one at a time over a month
+    kind: str      # "event": as deployed; "alternative": not in the totals; "monthly": paid even with no events
 
-    Busy: steady load keeps instances saturated, and request-based billing charges an instance
-    while any request is in flight, so a request costs 1/throughput. Sparse: requests arrive one
-    at a time (a million a month is 0.4 a second), so each is billed alone, rounded up to 100 ms."""
-    sparse = max(BILLING_STEP_S, -(-latency_s // BILLING_STEP_S) * BILLING_STEP_S)
-    return per_event_busy, sparse
+
+def billed_s(seconds: float) -> float:
+    """Billable instance time of one request served alone: rounded up to the next 100 ms."""
+    return max(BILLING_STEP_S, -(-seconds // BILLING_STEP_S) * BILLING_STEP_S)
 
 
-def model(figures: dict) -> list[tuple[str, str, float, float]]:
-    """(item, quantity, USD busy, USD sparse) per million events, no free tier applied."""
+def compute_price(vcpu: float = VCPU) -> float:
+    """USD per instance-second while a request is in flight."""
+    return vcpu * PRICES["vcpu_s"] + MEMORY_GIB * PRICES["gib_s"]
+
+
+def min_instance_month() -> float:
+    """USD a month for one idle minimum instance of receive (receive_min_instances), at the deployed size."""
+    return MONTH_S * (VCPU * PRICES["idle_vcpu_s"] + MEMORY_GIB * PRICES["gib_s"])
+
+
+def model(figures: dict) -> list[Row]:
+    """Every billed item per million events (and per month), no free tier applied."""
     receive = figures.get("receive", {})
     send = figures.get("send", {})
     single_rps = receive.get("single_rps") or 500.0
@@ -74,63 +96,88 @@ def model(figures: dict) -> list[tuple[str, str, float, float]]:
     if send_threads != SEND_CONCURRENCY:
         send_how += f", not the deployed {SEND_CONCURRENCY}"
     api_s = (send.get("latency_ms") or 50) / 1000
-    compute_price = VCPU * PRICES["vcpu_s"] + MEMORY_GIB * PRICES["gib_s"]
-    rows: list[tuple[str, str, float, float]] = []
+    empty_sweep_s = figures.get("sweep", {}).get("empty_s") or EMPTY_SWEEP_BOUND_S
+    price = compute_price()
+    rows: list[Row] = []
 
-    def compute(name: str, requests: float, busy_s: float, latency_s: float, how: str) -> None:
-        busy, sparse = instance_s(busy_s, latency_s)
-        rows.append((f"{name}: CPU + memory", f"{busy * requests:,.0f} instance-s busy ({how}); "
-                     f"{sparse * requests:,.0f} sparse ({sparse * 1000:.0f} ms a request)",
-                     busy * requests * compute_price, sparse * requests * compute_price))
+    def compute(name: str, requests: float, busy_s: float, latency_s: float, how: str, kind: str) -> None:
+        sparse_s = billed_s(latency_s)
+        rows.append(Row(f"{name}: CPU + memory", f"{busy_s * requests:,.0f} instance-s busy ({how}); "
+                        f"{sparse_s * requests:,.0f} sparse ({sparse_s * 1000:.0f} ms a request)",
+                        busy_s * requests * price, sparse_s * requests * price, kind))
         fee = requests * PRICES["request"]
-        rows.append((f"{name}: requests", f"{requests:,.0f}", fee, fee))
+        rows.append(Row(f"{name}: requests", f"{requests:,.0f}", fee, fee, kind))
 
-    compute("receive, one event a request", EVENTS, 1 / single_rps, 0.03,
-            f"1 ÷ {single_rps:,.0f} req/s measured")
+    compute("receive, one event a request", EVENTS, 1 / single_rps, 0.03, f"1 ÷ {single_rps:,.0f} req/s measured",
+            "event")
     compute("receive, batches of 500 (alternative)", EVENTS / 500, 500 / batch_eps, 500 / batch_eps,
-            f"500 ÷ {batch_eps:,.0f} events/s measured")
+            f"500 ÷ {batch_eps:,.0f} events/s measured", "alternative")
     compute(f"send (concurrency {SEND_CONCURRENCY}, API answering in {api_s * 1000:.0f} ms)", EVENTS, 1 / send_eps,
-            api_s + 0.01, send_how)
+            api_s + 0.01, send_how, "event")
+
+    def flat(item: str, quantity: str, usd: float, kind: str) -> None:
+        rows.append(Row(item, quantity, usd, usd, kind))
+
     tib = 1024 ** 4
     single = EVENTS * max(1000, MESSAGE_BYTES)
     batched = EVENTS * MESSAGE_BYTES
-    rows.append(("Pub/Sub publish, one event a request", f"{single / 1e9:.2f} GB (1,000 B minimum a request)",
-                 single / tib * PRICES["pubsub_tib"], single / tib * PRICES["pubsub_tib"]))
-    rows.append(("Pub/Sub publish, batches (alternative)", f"{batched / 1e9:.2f} GB",
-                 batched / tib * PRICES["pubsub_tib"], batched / tib * PRICES["pubsub_tib"]))
-    rows.append(("Pub/Sub push to send (Eventarc)", f"{single / 1e9:.2f} GB (a push a message, 1,000 B minimum)",
-                 single / tib * PRICES["pubsub_tib"], single / tib * PRICES["pubsub_tib"]))
-    logs = EVENTS * (2 * LOG_LINE_BYTES + 2 * REQUEST_LOG_BYTES)
-    usd = logs / 2**30 * PRICES["logging_gib"]
-    rows.append(("Cloud Logging", f"{logs / 2**30:.2f} GiB (receive and send: a log line and a request log each)",
-                 usd, usd))
+    flat("Pub/Sub publish, one event a request", f"{single / 1e9:.2f} GB (1,000 B minimum a request)",
+         single / tib * PRICES["pubsub_tib"], "event")
+    flat("Pub/Sub publish, batches (alternative)", f"{batched / 1e9:.2f} GB", batched / tib * PRICES["pubsub_tib"],
+         "alternative")
+    flat("Pub/Sub push to send (Eventarc)", f"{single / 1e9:.2f} GB (a push a message, 1,000 B minimum)",
+         single / tib * PRICES["pubsub_tib"], "event")
+    # ingest_routine_logs = false: a delivered event leaves no stored entry (its lines are counted by the
+    # log-based metrics before the exclusion drops them); warnings, errors and failed requests are kept.
+    flat("Cloud Logging (routine entries excluded)", "0 GiB for delivered events; problems only (WARNING and up, "
+         "requests answered 400 and up)", 0.0, "event")
+    routine = EVENTS * (2 * LOG_LINE_BYTES + 2 * REQUEST_LOG_BYTES)
+    flat("Cloud Logging with ingest_routine_logs = true (alternative)",
+         f"{routine / 2**30:.2f} GiB (receive and send: an INFO line and a request log each)",
+         routine / 2**30 * PRICES["logging_gib"], "alternative")
     egress = EVENTS * API_REQUEST_BYTES
-    usd = egress / 2**30 * PRICES["egress_gib"]
-    rows.append(("egress to the Measurement API", f"{egress / 2**30:.2f} GiB", usd, usd))
+    flat("egress to the Measurement API", f"{egress / 2**30:.2f} GiB", egress / 2**30 * PRICES["egress_gib"], "event")
+    # ≤ 1 per secret per TTL per instance: 3 secrets, one receive and one send instance up all month
+    # (a sweep that finds nothing due reads none: secrets are read on first use, and only delivering uses them).
+    accesses = SECRETS * MONTH_S / SECRET_TTL_S
+    flat("Secret Manager accesses (a month with traffic)", f"≤ {accesses:,.0f}",
+         accesses * PRICES["secret_access"], "event")
     # Fixed per month, whatever the volume:
-    sweep_s = SWEEPS_PER_MONTH * EMPTY_SWEEP_S
-    usd = sweep_s * compute_price + SWEEPS_PER_MONTH * PRICES["request"]
-    rows.append(("sweep on an empty retry queue (per month)", f"{SWEEPS_PER_MONTH:,} calls × {EMPTY_SWEEP_S:g} s "
-                 "(one pull waiting its timeout)", usd, usd))
-    # ≤ 1 per secret per TTL per instance; 3 secrets, one receive and one send instance always up (an
-    # empty sweep reads none: secrets are read on first use, and only delivering uses them)
-    accesses = 3 * 30 * 24 * 3600 / SECRET_TTL_S
-    usd = accesses * PRICES["secret_access"]
-    rows.append(("Secret Manager (per month)", f"≤ {accesses:,.0f} accesses", usd, usd))
-    rows.append(("Cloud Scheduler (per month)", "1 job", PRICES["scheduler_job_month"], PRICES["scheduler_job_month"]))
+    sweep_s = SWEEPS_PER_MONTH * billed_s(empty_sweep_s)
+    flat("sweep on an empty retry queue (per month)",
+         f"{SWEEPS_PER_MONTH:,} calls × {billed_s(empty_sweep_s):g} s billed (a short first pull that finds nothing)",
+         sweep_s * price + SWEEPS_PER_MONTH * PRICES["request"], "monthly")
+    flat("Cloud Scheduler (per month)", "1 job", PRICES["scheduler_job_month"], "monthly")
+    flat("Secret Manager versions (per month)", f"{SECRETS} active versions",
+         SECRETS * PRICES["secret_version_month"], "monthly")
+    flat("Artifact Registry storage (per month)", f"about {REGISTRY_GIB:g} GiB of images (estimate)",
+         REGISTRY_GIB * PRICES["registry_gib_month"], "monthly")
     return rows
+
+
+def totals(rows: list[Row]) -> dict[str, float]:
+    """USD per million events busy and sparse (as deployed), and per idle month."""
+    events = [r for r in rows if r.kind == "event"]
+    return {
+        "busy": sum(r.busy for r in events),
+        "sparse": sum(r.sparse for r in events),
+        "idle": sum(r.busy for r in rows if r.kind == "monthly"),
+    }
 
 
 def markdown(figures: dict) -> str:
     rows = model(figures)
     lines = ["| item | quantity for 1,000,000 events | USD, busy | USD, sparse |", "| --- | --- | --- | --- |"]
-    lines += [f"| {item} | {how} | {busy:,.2f} | {sparse:,.2f} |" for item, how, busy, sparse in rows]
-    deployed = [r for r in rows if "alternative" not in r[0] and "per month" not in r[0]]
-    monthly = [r for r in rows if "per month" in r[0]]
-    lines += ["", f"A million events as deployed (one event a webhook call): **${sum(r[2] for r in deployed):,.2f}** "
-              f"when they come in bursts that keep instances busy, **${sum(r[3] for r in deployed):,.2f}** when they "
-              f"trickle in one at a time; plus ${sum(r[2] for r in monthly):,.2f} a month whatever the volume. "
-              "No free tier applied."]
+    lines += [f"| {r.item} | {r.quantity} | {r.busy:,.2f} | {r.sparse:,.2f} |" for r in rows]
+    got = totals(rows)
+    lines += ["", "| total (no free tier) | USD | target | |", "| --- | --- | --- | --- |"]
+    names = {"busy": "a million events in bursts (busy)", "sparse": "a million events one at a time (sparse)",
+             "idle": "a month with no events (idle)"}
+    for key, name in names.items():
+        verdict = "meets" if round(got[key], 2) <= TARGETS[key] else "**misses**"
+        lines.append(f"| {name} | {got[key]:,.2f} | ≤ {TARGETS[key]:,.2f} | {verdict} |")
+    lines += ["", f"Each warm instance of receive (`receive_min_instances`) adds ${min_instance_month():,.2f} a month "
+              "(idle minimum-instance rate, 1 vCPU and 256 MB)."]
     return "\n".join(lines)
 
 

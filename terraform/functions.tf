@@ -59,6 +59,7 @@ resource "google_cloudfunctions2_function" "receive" {
     ingress_settings                 = "ALLOW_ALL" # the telemetry server calls it from the internet
     available_memory                 = var.memory
     available_cpu                    = var.cpu
+    min_instance_count               = var.receive_min_instances
     max_instance_count               = var.max_instances.receive
     max_instance_request_concurrency = var.concurrency.receive
     timeout_seconds                  = var.timeout_seconds.receive
@@ -75,11 +76,19 @@ resource "google_cloudfunctions2_function" "receive" {
       condition     = var.concurrency.receive == 1 || tonumber(var.cpu) >= 1
       error_message = "concurrency.receive above 1 needs cpu of at least 1."
     }
+    precondition {
+      condition     = var.receive_min_instances <= var.max_instances.receive
+      error_message = "receive_min_instances must not exceed max_instances.receive."
+    }
+    precondition {
+      condition     = var.receive_public_invoker || length(var.receive_invokers) > 0
+      error_message = "receive_public_invoker = false needs at least one receive_invokers member (the telemetry server's identity), or nothing could call the webhook."
+    }
   }
 
   depends_on = [
-    google_project_iam_member.build,
-    google_artifact_registry_repository_iam_member.build_writer,
+    terraform_data.apis_ready,
+    terraform_data.grants_propagated, # the build account's grants (and Eventarc's agent) are in effect
     google_pubsub_topic_iam_member.publisher,
     google_secret_manager_secret_iam_member.accessor,
   ]
@@ -137,8 +146,8 @@ resource "google_cloudfunctions2_function" "send" {
   }
 
   depends_on = [
-    google_project_iam_member.build,
-    google_artifact_registry_repository_iam_member.build_writer,
+    terraform_data.apis_ready,
+    terraform_data.grants_propagated, # the build account's grants (and Eventarc's agent) are in effect
     google_pubsub_topic_iam_member.publisher,
     google_secret_manager_secret_iam_member.accessor,
   ]
@@ -194,8 +203,8 @@ resource "google_cloudfunctions2_function" "sweep" {
   }
 
   depends_on = [
-    google_project_iam_member.build,
-    google_artifact_registry_repository_iam_member.build_writer,
+    terraform_data.apis_ready,
+    terraform_data.grants_propagated, # the build account's grants (and Eventarc's agent) are in effect
     google_pubsub_topic_iam_member.publisher,
     google_pubsub_subscription_iam_member.sweep_retry,
     google_secret_manager_secret_iam_member.accessor,

@@ -42,7 +42,7 @@ resource "google_service_account" "this" {
   display_name = each.value.name
   description  = "Managed by Terraform (measure)."
 
-  depends_on = [google_project_service.this]
+  depends_on = [terraform_data.apis_ready]
 }
 
 # --- Pub/Sub -----------------------------------------------------------------------------------
@@ -83,12 +83,26 @@ resource "google_secret_manager_secret_iam_member" "accessor" {
 resource "google_cloud_run_v2_service_iam_member" "receive_public" {
   # checkov:skip=CKV_GCP_102: public on purpose: receive authenticates every request with its own Bearer tokens.
   # (CKV_GCP_102 inspects google_cloud_run_service_iam_member; tests/test_terraform.py checks that
-  # this is the only allUsers grant.)
+  # this is the only allUsers grant.) Organisations with Domain Restricted Sharing set
+  # receive_public_invoker = false and grant receive_invokers instead.
+  count = var.receive_public_invoker ? 1 : 0
+
   project  = var.project_id
   location = var.region
   name     = google_cloudfunctions2_function.receive.service_config[0].service
   role     = "roles/run.invoker"
   member   = "allUsers"
+}
+
+# The telemetry server's own Google identity, where the webhook is not public (or in addition).
+resource "google_cloud_run_v2_service_iam_member" "receive_invoker" {
+  for_each = toset(var.receive_invokers)
+
+  project  = var.project_id
+  location = var.region
+  name     = google_cloudfunctions2_function.receive.service_config[0].service
+  role     = "roles/run.invoker"
+  member   = each.value
 }
 
 resource "google_cloud_run_v2_service_iam_member" "send_trigger" {
@@ -109,17 +123,12 @@ resource "google_cloud_run_v2_service_iam_member" "sweep_scheduler" {
 
 # Projects whose Pub/Sub service agent predates 8 April 2021 must let it mint tokens for the
 # trigger account, or Eventarc's push to send is refused. Granted on that one account only.
-data "google_project" "this" {
-  count      = var.legacy_pubsub_service_agent ? 1 : 0
-  project_id = var.project_id
-}
-
 resource "google_service_account_iam_member" "pubsub_token_creator" {
   count = var.legacy_pubsub_service_agent ? 1 : 0
 
   service_account_id = google_service_account.this["trigger"].name
   role               = "roles/iam.serviceAccountTokenCreator"
-  member             = "serviceAccount:service-${data.google_project.this[0].number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+  member             = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
 }
 
 # --- Cloud Build -------------------------------------------------------------------------------

@@ -59,7 +59,7 @@ resource "google_logging_metric" "delivery_outcomes" {
     component = "EXTRACT(jsonPayload.component)"
   }
 
-  depends_on = [google_project_service.this]
+  depends_on = [terraform_data.apis_ready]
 }
 
 resource "google_logging_metric" "delivery_latency" {
@@ -99,7 +99,7 @@ resource "google_logging_metric" "delivery_latency" {
     }
   }
 
-  depends_on = [google_project_service.this]
+  depends_on = [terraform_data.apis_ready]
 }
 
 resource "google_logging_metric" "delivered_event_age" {
@@ -132,7 +132,7 @@ resource "google_logging_metric" "delivered_event_age" {
     }
   }
 
-  depends_on = [google_project_service.this]
+  depends_on = [terraform_data.apis_ready]
 }
 
 # --- Alerts --------------------------------------------------------------------------------------
@@ -174,7 +174,7 @@ resource "google_monitoring_alert_policy" "dead_letter_backlog" {
     EOT
   }
 
-  depends_on = [google_pubsub_subscription.dead_letter]
+  depends_on = [google_pubsub_subscription.dead_letter, terraform_data.apis_ready]
 }
 
 resource "google_monitoring_alert_policy" "retry_age" {
@@ -213,7 +213,7 @@ resource "google_monitoring_alert_policy" "retry_age" {
     EOT
   }
 
-  depends_on = [google_pubsub_subscription.retry]
+  depends_on = [google_pubsub_subscription.retry, terraform_data.apis_ready]
 }
 
 resource "google_monitoring_alert_policy" "rejected_rate" {
@@ -252,6 +252,8 @@ resource "google_monitoring_alert_policy" "rejected_rate" {
       Runbook: "Rejected deliveries" in ${local.runbook}.
     EOT
   }
+
+  depends_on = [terraform_data.metrics_visible]
 }
 
 # --- Dashboard -----------------------------------------------------------------------------------
@@ -413,5 +415,5 @@ resource "google_monitoring_dashboard" "measure" {
     }
   })
 
-  depends_on = [google_project_service.this]
+  depends_on = [terraform_data.apis_ready, terraform_data.metrics_visible]
 }

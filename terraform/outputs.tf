@@ -53,3 +53,13 @@ output "source_object" {
   description = "The source archive the functions were built from (gs://bucket/object); its name is the archive's MD5."
   value       = "gs://${google_storage_bucket.source.name}/${google_storage_bucket_object.source.name}"
 }
+
+output "webhook_audience" {
+  description = "Audience of the Google identity token a telemetry server sends in X-Serverless-Authorization when receive_public_invoker is false (the receive service's URL)."
+  value       = google_cloudfunctions2_function.receive.service_config[0].uri
+}
+
+output "scheduler_region" {
+  description = "Region of the Cloud Scheduler job measure-sweep (region, unless scheduler_region moves it): `gcloud scheduler jobs run measure-sweep --location=<this>` forces a sweep."
+  value       = local.scheduler_region
+}

@@ -13,7 +13,7 @@ resource "google_pubsub_topic" "this" {
   # `gcloud pubsub subscriptions seek`; the other two topics are read only through their subscriptions.
   message_retention_duration = each.key == "events" ? "604800s" : null
 
-  depends_on = [google_project_service.this]
+  depends_on = [terraform_data.apis_ready]
 }
 
 # Retries waiting for sweep. It pulls the due ones, re-sends, and extends the ack deadline of the

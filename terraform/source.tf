@@ -66,7 +66,7 @@ resource "google_storage_bucket" "source" {
     }
   }
 
-  depends_on = [google_project_service.this]
+  depends_on = [terraform_data.apis_ready]
 }
 
 resource "google_storage_bucket_object" "source" {
@@ -109,5 +109,5 @@ resource "google_artifact_registry_repository" "functions" {
     }
   }
 
-  depends_on = [google_project_service.this]
+  depends_on = [terraform_data.apis_ready]
 }

@@ -23,6 +23,19 @@ variable "region" {
   }
 }
 
+variable "scheduler_region" {
+  description = "Region of the Cloud Scheduler job that calls sweep, when `region` is one Cloud Scheduler does not run in (e.g. europe-north1). Empty (the default) uses `region`. Must be one of Cloud Scheduler's locations (`gcloud scheduler locations list`); the job calls sweep's URL across regions."
+  type        = string
+  default     = ""
+
+  validation {
+    # Membership in Cloud Scheduler's locations is checked by the job's precondition (scheduler.tf),
+    # which also covers `region` when this is empty; the list lives there once.
+    condition     = var.scheduler_region == "" || can(regex("^[a-z]+(-[a-z]+)+[0-9]+$", var.scheduler_region))
+    error_message = "scheduler_region must be empty (use region) or a Cloud Scheduler location such as us-central1, europe-west1 or asia-northeast1 (`gcloud scheduler locations list` shows them all)."
+  }
+}
+
 variable "advertiser_id" {
   description = "TUNE advertiser id (digits). Becomes MEASURE_ADVERTISER_ID and the host of the default endpoint https://{advertiser_id}.measure.mobileapptracking.com/serve."
   type        = string
@@ -280,4 +293,49 @@ variable "legacy_pubsub_service_agent" {
   description = "Set to true if this project's Pub/Sub service agent was created on or before 8 April 2021: it then needs the Token Creator role on the Eventarc trigger account to sign push requests to send. Newer projects have it already."
   type        = bool
   default     = false
+}
+
+variable "receive_public_invoker" {
+  description = "Let anyone on the internet reach the webhook (roles/run.invoker for allUsers on measure-receive); receive still refuses every request without a valid Bearer token. Set to false where the organisation policy iam.allowedPolicyMemberDomains (Domain Restricted Sharing) refuses allUsers: then only receive_invokers may call it, sending a Google identity token in X-Serverless-Authorization (docs/deploy.md, \"Without a public webhook\")."
+  type        = bool
+  default     = true
+}
+
+variable "receive_invokers" {
+  description = "IAM members granted roles/run.invoker on measure-receive, e.g. [\"serviceAccount:telemetry@studio-prod.iam.gserviceaccount.com\"]: the identity of a telemetry server that authenticates to Cloud Run. Required when receive_public_invoker is false."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for m in var.receive_invokers : can(regex("^(serviceAccount|user|group|domain|principal|principalSet):[^\\s]+$", m))])
+    error_message = "Each receive_invokers entry must be an IAM member such as serviceAccount:NAME@PROJECT.iam.gserviceaccount.com, group:ops@example.com or principal://... (public access is what receive_public_invoker is for)."
+  }
+}
+
+variable "receive_min_instances" {
+  description = "Instances of receive kept warm (min_instance_count), so the first webhook call after a quiet spell does not wait for a cold start. Each one is billed while idle: about $8.10 a month at the default 1 vCPU / 256 MB (docs/cost.md). Default 0."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.receive_min_instances == floor(var.receive_min_instances) && var.receive_min_instances >= 0 && var.receive_min_instances <= 100
+    error_message = "receive_min_instances must be a whole number between 0 and 100."
+  }
+}
+
+variable "ingest_routine_logs" {
+  description = "Store the log entries of work that went right: Cloud Run's request log of every call that answered below 400 (receive, send and sweep) and the INFO lines \"accepted\", \"delivery\" (delivered, duplicate) and \"sweep finished\". Default false: a logging exclusion drops them before ingestion, which is most of the Cloud Logging bill (docs/cost.md); the log-based metrics, the dashboard and the alerts still count them, and warnings, errors, rejected and transient deliveries and failed requests are always kept."
+  type        = bool
+  default     = false
+}
+
+variable "propagation_wait_seconds" {
+  description = "Seconds `terraform apply` waits after enabling the APIs and again after the IAM grants the builds and the Eventarc trigger need, before using them. Google documents that both take effect some time after their API call returns (a new project's first apply fails without it); 0 skips the waits, e.g. when re-applying in a project where everything exists."
+  type        = number
+  default     = 90
+
+  validation {
+    condition     = var.propagation_wait_seconds == floor(var.propagation_wait_seconds) && var.propagation_wait_seconds >= 0 && var.propagation_wait_seconds <= 900
+    error_message = "propagation_wait_seconds must be a whole number between 0 and 900."
+  }
 }

@@ -194,9 +194,13 @@ def test_only_receive_is_public():
 
 
 def test_runtime_identities_get_no_project_level_role():
-    for name, body in blocks("resource").items():
-        if name.startswith("google_project_iam_"):
-            assert "local.sa_member.build" in body, f"{name}: only the build account has project-level roles"
+    # Project-level roles go to the build account and to Google's own Eventarc service agent only.
+    granted = {name: body for name, body in blocks("resource").items() if name.startswith("google_project_iam_")}
+    assert set(granted) == {"google_project_iam_member.build", "google_project_iam_member.eventarc_agent"}
+    assert "member  = local.sa_member.build" in granted["google_project_iam_member.build"]
+    agent = granted["google_project_iam_member.eventarc_agent"]
+    assert 'role    = "roles/eventarc.serviceAgent"' in agent and "member  = local.eventarc_agent" in agent
+    assert "@gcp-sa-eventarc.iam.gserviceaccount.com" in locals_of("readiness.tf")
     assert "google_project_iam_binding" not in all_tf() and "google_project_iam_policy" not in all_tf()
 
 
@@ -435,3 +439,106 @@ def test_every_alert_notifies_and_points_to_the_runbook():
         match = re.search(r'Runbook: "([^"]+)" in \$\{local.runbook\}', body)
         assert match, f"{name}: documentation does not point to the runbook"
         assert match.group(1) in headings, f"{name}: docs/runbook.md has no section {match.group(1)!r}"
+
+
+# --- apply order in a brand-new project (readiness.tf) ------------------------------------------
+
+TF_OFFLINE_HINT = (
+    "the dependency-order tests need Terraform with the google and archive providers: either online "
+    "(`terraform init` can download them) or offline through the schema stand-in, by pointing TF_OFFLINE at "
+    "it, e.g. TF_OFFLINE=../shared/tools/tf-validate/tf-offline (the Makefile's `pytest` target sets it)"
+)
+
+
+@pytest.fixture(scope="module")
+def terraform_graph(tmp_path_factory) -> dict[str, set[str]]:
+    """{node: the nodes it depends on directly}, from `terraform graph` of terraform/.
+
+    Through TF_OFFLINE (tf-offline DIR COMMAND...) when set, else with the real providers, which
+    `terraform init` must be able to download. Neither: fail, naming both ways, rather than skip."""
+    offline = os.environ.get("TF_OFFLINE", "")
+    if offline:
+        tool = Path(offline)
+        if not (tool.is_file() and os.access(tool, os.X_OK)):
+            pytest.fail(f"TF_OFFLINE={offline!r} is not an executable file; {TF_OFFLINE_HINT}")
+        result = subprocess.run([str(tool), str(TF), "graph"], capture_output=True, text=True, timeout=300)
+    else:
+        if TERRAFORM is None:
+            pytest.fail(f"terraform is not on PATH; {TF_OFFLINE_HINT}")
+        data_dir = tmp_path_factory.mktemp("tfgraph")
+        init = _terraform_in(TF, data_dir, "init", "-backend=false", "-input=false", "-no-color")
+        if init.returncode != 0:
+            pytest.fail(f"`terraform init` could not install the providers ({init.stderr.strip()[-300:]}); "
+                        f"{TF_OFFLINE_HINT}")
+        result = _terraform_in(TF, data_dir, "graph")
+    assert result.returncode == 0, result.stderr
+    graph: dict[str, set[str]] = {}
+    node = r'"(?:\[root\] )?([^"]+?)(?: \(expand\))?"'
+    for source, target in re.findall(rf"^\s*{node} -> {node}", result.stdout, re.M):
+        graph.setdefault(source, set()).add(target)
+    assert graph, f"terraform graph printed no edges:\n{result.stdout[:500]}"
+    return graph
+
+
+def _terraform_in(workdir: Path, data_dir: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1", "TF_DATA_DIR": str(data_dir)}
+    return subprocess.run([TERRAFORM, *args], cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
+
+
+def _depends_on(graph: dict[str, set[str]], node: str, other: str) -> bool:
+    """Whether `node` is created only after `other` (a path of dependencies leads there)."""
+    seen, todo = set(), [node]
+    while todo:
+        for nxt in graph.get(todo.pop(), ()):
+            if nxt == other:
+                return True
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return False
+
+
+FUNCTIONS = [f"google_cloudfunctions2_function.{fn}" for fn in ("receive", "send", "sweep")]
+
+
+def test_eventarc_agent_exists_and_is_granted_before_sends_trigger(terraform_graph):
+    send = "google_cloudfunctions2_function.send"
+    assert _depends_on(terraform_graph, "google_project_iam_member.eventarc_agent", "terraform_data.eventarc_identity")
+    assert _depends_on(terraform_graph, send, "google_project_iam_member.eventarc_agent")
+    # ... and the wait for that grant to propagate sits between them.
+    assert _depends_on(terraform_graph, "terraform_data.grants_propagated", "google_project_iam_member.eventarc_agent")
+    assert _depends_on(terraform_graph, send, "terraform_data.grants_propagated")
+
+
+def test_alerts_and_dashboard_wait_until_the_log_metrics_are_visible(terraform_graph):
+    for metric in ("delivery_outcomes", "delivery_latency", "delivered_event_age"):
+        assert _depends_on(terraform_graph, "terraform_data.metrics_visible", f"google_logging_metric.{metric}")
+    for user in ("google_monitoring_alert_policy.rejected_rate", "google_monitoring_dashboard.measure"):
+        assert _depends_on(terraform_graph, user, "terraform_data.metrics_visible"), user
+
+
+def test_builds_start_after_the_build_grants_have_propagated(terraform_graph):
+    for grant in ("google_project_iam_member.build", "google_artifact_registry_repository_iam_member.build_writer"):
+        assert _depends_on(terraform_graph, "terraform_data.grants_propagated", grant), grant
+    for fn in FUNCTIONS:
+        assert _depends_on(terraform_graph, fn, "terraform_data.grants_propagated"), fn
+
+
+def test_nothing_calls_an_api_before_the_wait_after_enabling_it(terraform_graph):
+    assert _depends_on(terraform_graph, "terraform_data.apis_ready", "google_project_service.this")
+    exempt = {"google_project_service.this", "terraform_data.apis_ready", "data.archive_file.source",
+              "data.google_project.this"}  # the project lookup's API is enabled by hand first (docs/deploy.md)
+    resources = [n for n in terraform_graph if re.match(r"^(google_|terraform_data\.)", n) and n not in exempt]
+    assert len(resources) > 20
+    late = [n for n in resources if not _depends_on(terraform_graph, n, "terraform_data.apis_ready")]
+    assert not late, f"created without waiting for the APIs: {late}"
+
+
+def test_every_variable_validation_has_a_terraform_test_that_trips_it():
+    tests = (TF / "tests" / "validation.tftest.hcl").read_text(encoding="utf-8")
+    tripped = set(re.findall(r"expect_failures = \[var\.(\w+)\]", tests))
+    validated = {name for name, body in blocks("variable").items() if "validation {" in body}
+    assert validated - tripped == set(), f"no terraform test refuses a bad value of {validated - tripped}"
+    for name, body in blocks("variable").items():
+        count = body.count("validation {")
+        assert len(re.findall(rf"expect_failures = \[var\.{name}\]", tests)) >= count, name
