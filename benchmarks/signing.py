@@ -14,7 +14,7 @@ noise and a drift cancels; after a discarded warm-up there are at least 9 repeat
 Reported: the median ns/op of each side, each repeat's ratio Python ÷ Go and their median, which
 decides the row (a repeat's two figures share the machine's state, so their ratio is steadier than
 either figure). The Go reference is copied to a temporary directory and built once with
-`go test -c` (shared/ is read-only); each Go run is one process (about 8 ms to start, not timed).
+`go test -c` (the reference's directory may be read-only); each Go run is one process (about 8 ms to start, not timed).
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ from pathlib import Path
 
 from benchmarks.common import SERVER_CPUS, Context, Skip, ensure_command, fmt, median, pinned_children, taskset
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "reqcrypt"
+# The seed's Go example (reqcrypt), outside this repository: `make bench` passes its GO_REFERENCE.
+REFERENCE = Path(os.environ["MEASURE_GO_REFERENCE"]) if os.environ.get("MEASURE_GO_REFERENCE") else None
 GO_URL = "http://123213.measurement.mobileapptracking.com/collect/click?pub_id=123&woof_id=22&campaign_id=5&payout=1000"
 GO_HOST = "123213.measurement.mobileapptracking.com"
 # The seed's three truth vectors (reqcrypt_test.go), as generate_signature arguments.
@@ -57,8 +58,8 @@ PY_SETUP = "import gc; gc.enable(); g = _g; h = _h; u = _u; ts = _ts"
 
 def go_benchmark_binary(ctx: Context) -> Path:
     """The reference's test binary, built once (`go test -c`) so repeats can interleave with Python's."""
-    if not REFERENCE.is_dir():
-        raise Skip(f"the Go reference is not at {REFERENCE}")
+    if REFERENCE is None or not REFERENCE.is_dir():
+        raise Skip(f"the Go reference is not at {REFERENCE}: make bench GO_REFERENCE=<directory of reqcrypt>")
     go = ensure_command("go", "golang-go")
     work = ctx.workdir / "reqcrypt"
     shutil.rmtree(work, ignore_errors=True)
