@@ -25,7 +25,7 @@ TF = ROOT / "terraform"
 TERRAFORM = shutil.which("terraform")
 needs_terraform = pytest.mark.skipif(TERRAFORM is None, reason="terraform is not on PATH")
 
-# The local stand-ins for the Secret Manager secrets (DESIGN.md, "Configuration").
+# The local stand-ins for the Secret Manager secrets (docs/design.md, "Configuration").
 FORBIDDEN_ENV = ("MEASURE_CONSUMER_KEY", "MEASURE_PRIVATE_KEY", "MEASURE_WEBHOOK_TOKENS")
 FORBIDDEN_ENV_RE = re.compile(r"\bMEASURE_(CONSUMER_KEY|PRIVATE_KEY|WEBHOOK_TOKENS)\b(?!_SECRET)")
 

@@ -55,7 +55,7 @@ CONTENT_TYPES = (FORM, JSON, NDJSON, JSONL)
 
 DEFAULT_EVENT_NAME = "game_open"
 SESSION_EVENTS: frozenset[str] = frozenset({"game_open", "session", "app_open", "open", "session_start"})
-# The Measurement API's pre-defined actions, in DESIGN.md's order.
+# The Measurement API's pre-defined actions, in docs/design.md's order.
 PREDEFINED_EVENTS: tuple[str, ...] = (
     "registration",
     "login",
