@@ -71,7 +71,8 @@ def check_python(version: tuple = tuple(sys.version_info[:3]), executable: str =
             "python3", f"{executable} is Python {shown}; measure needs {MIN_PYTHON[0]}.{MIN_PYTHON[1]} or newer "
                        f"(make picks python3.12, python3.13 or python3.11 from PATH, else python3; "
                        f"or say which: make PYTHON=/path/to/python3.12 ...)",
-            "sudo apt-get install python3.12 python3.12-venv  (or python3.11: Debian 12 ships it)",
+            "sudo apt-get install python3 python3-venv  (3.11+ on Debian 12 and Ubuntu 24.04; "
+            "Ubuntu 22.04: python3.11 python3.11-venv)",
             "brew install python@3.12")]
     try:
         import ensurepip  # noqa: F401  (Debian splits it out; without it `python3 -m venv` fails)

@@ -164,4 +164,4 @@ def test_an_old_python_is_named_with_the_way_to_pick_another(tmp_path):
     assert "is Python 3.9.6; measure needs 3.11 or newer" in problem.problem
     assert "make PYTHON=" in problem.problem
     assert problem.macos == "brew install python@3.12"
-    assert problem.debian.startswith("sudo apt-get install python3.12 python3.12-venv")
+    assert problem.debian.startswith("sudo apt-get install python3 python3-venv")
