@@ -302,9 +302,21 @@ class PipedRun:
     def signal_group(self, sig: int) -> None:
         os.killpg(self.terminal.pid, sig)
 
-    def leftovers(self) -> list[psutil.Process]:
-        """Every process still in the stack's groups or in the terminal's."""
-        return [psutil.Process(pid) for g in (*self.groups, self.terminal.pid) for pid in group_members(g)]
+    def leftovers(self) -> list[str]:
+        """Every process still in the stack's groups or the terminal's, or started for this run:
+        its command line names one of the run's ports (`--port N`, `--host-port=127.0.0.1:N`)."""
+        pids = {pid for g in (*self.groups, self.terminal.pid) for pid in group_members(g)}
+        marks = [f"--port {port}" for port in self.ports.values()] + [f":{self.ports['emulator']}"]
+        for process in psutil.process_iter(["pid", "cmdline"]):
+            if any(mark in " ".join(process.info["cmdline"] or ()) for mark in marks):
+                pids.add(process.info["pid"])
+        found = []
+        for pid in sorted(pids):
+            with contextlib.suppress(psutil.Error):
+                process = psutil.Process(pid)
+                if process.status() != psutil.STATUS_ZOMBIE:
+                    found.append(f"{pid} {' '.join(process.cmdline())[:120]}")
+        return found
 
     def close(self) -> None:
         """After a failed test: end the run outright, then what it left, as the next run would."""
@@ -353,5 +365,19 @@ def test_more_signals_during_the_clean_up_do_not_cut_it_short(piped_run):
     os.kill(piped_run.dev.pid, signal.SIGHUP)
     assert piped_run.terminal.wait(timeout=60) == 0, piped_run.text()
     assert "Stopped; no process left behind." in piped_run.text()
+    assert piped_run.leftovers() == []
+    assert [name for name, port in piped_run.ports.items() if not port_is_free(port)] == []
+
+
+@pytest.mark.slow
+@pytest.mark.emulator
+def test_ctrl_c_while_starting_stops_what_was_started(piped_run):
+    # As soon as the first server is recorded: the others are being launched, the emulator's JVM
+    # is starting, nothing answers yet.
+    deadline = time.monotonic() + 60
+    while not (piped_run.state / "pids.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    piped_run.signal_group(signal.SIGINT)
+    assert piped_run.terminal.wait(timeout=60) == 0
     assert piped_run.leftovers() == []
     assert [name for name, port in piped_run.ports.items() if not port_is_free(port)] == []
