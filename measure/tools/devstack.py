@@ -115,10 +115,18 @@ class StopSignals:
         self._depth = 0
         self._pending = False
         self._final = False
+        self._previous: dict[int, object] = {}
 
     def install(self) -> None:
-        for sig in self.signals:
-            signal.signal(sig, self._handle)
+        self.received, self._pending, self._final = None, False, False
+        self._previous = {sig: signal.signal(sig, self._handle) for sig in self.signals}
+
+    def uninstall(self) -> None:
+        """The handlers from before `install` (main() may run inside a test process)."""
+        for sig, handler in self._previous.items():
+            if handler is not None:  # None: set outside Python, which cannot be put back
+                signal.signal(sig, handler)
+        self._previous = {}
 
     def _handle(self, signum: int, frame: object) -> None:
         if self.received is not None or self._final:
@@ -673,6 +681,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             status = 1
         else:
             say("Stopped; no process left behind.")
+        STOP.uninstall()
     return status
 
 

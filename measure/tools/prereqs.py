@@ -187,7 +187,7 @@ def report(goals: list, problems: list) -> str:
     what = " and ".join(f"make {g}" for g in goals)
     verb = "needs" if len(goals) == 1 else "need"
     return "\n".join([f"{what} {verb} tools this machine does not have yet:", *(str(p) for p in problems),
-                      "Install them, then run the command again (README.md, \"Prerequisites\")."])
+                      "Install them, then run the command again (README.md, \"Platforms and prerequisites\")."])
 
 
 def run(argv: list, env: dict):
