@@ -16,11 +16,22 @@ PYTEST_ARGS ?=
 
 # Terraform is checked with the real providers when the registry answers (`terraform init`),
 # and otherwise with an offline stand-in that serves the providers' published schemas:
-# TF_VALIDATE=/path/to/tf-validate (its sibling tf-offline runs `terraform test`). This
-# project's CI keeps one beside the repository. TF_MODE=online or offline skips the probe.
+# TF_VALIDATE=/path/to/tf-validate, whose sibling tf-offline (TF_OFFLINE) runs any other
+# terraform command (`terraform test`, and the `terraform graph` of tests/test_terraform.py).
+# This project's CI keeps them beside the repository. TF_MODE=online or offline skips the probe.
 TF_VALIDATE ?= $(wildcard ../shared/tools/tf-validate/tf-validate)
+TF_OFFLINE ?= $(if $(TF_VALIDATE),$(dir $(TF_VALIDATE))tf-offline)
 TF_MODE ?= auto
 TF_TESTS = $(wildcard terraform/tests/*.tftest.hcl)
+# Shell: sets $mode to online when `terraform init` could install the providers, else offline.
+TF_PROBE = mkdir -p .run; mode=$(TF_MODE); \
+	if [ "$$mode" != offline ]; then \
+	  if TF_REGISTRY_CLIENT_TIMEOUT=15 TF_IN_AUTOMATION=1 terraform -chdir=terraform init -backend=false \
+	       -input=false -no-color >.run/tf-init.log 2>&1; then mode=online; \
+	  elif [ "$$mode" = online ]; then \
+	    cat .run/tf-init.log >&2; echo "make: TF_MODE=online but terraform init failed (above)" >&2; exit 1; \
+	  else mode=offline; fi; \
+	fi
 # The seed's Go signing example, which `make bench` compares against (benchmarks/signing.py).
 GO_REFERENCE ?= ../shared/reference/reqcrypt
 
@@ -54,33 +65,29 @@ lint: $(VENV)/.stamp
 
 tf-check: $(CHECKOV) | prereqs
 	terraform fmt -check -recursive terraform
-	@mkdir -p .run; mode=$(TF_MODE); \
-	if [ "$$mode" != offline ]; then \
-	  if TF_REGISTRY_CLIENT_TIMEOUT=15 TF_IN_AUTOMATION=1 terraform -chdir=terraform init -backend=false \
-	       -input=false -no-color >.run/tf-init.log 2>&1; then \
-	    mode=online; echo "terraform: the registry answered; checking with the real providers"; \
-	  elif [ "$$mode" = online ]; then \
-	    cat .run/tf-init.log >&2; echo "tf-check: TF_MODE=online but terraform init failed (above)" >&2; exit 1; \
-	  else \
-	    mode=offline; echo "terraform: no registry access ($$(grep -m1 -o 'Error: .*' .run/tf-init.log)); checking offline"; \
-	  fi; \
-	fi; \
+	@$(TF_PROBE); \
 	if [ "$$mode" = online ]; then \
+	  echo "terraform: the registry answered; checking with the real providers"; \
 	  set -x; terraform -chdir=terraform validate || exit 1; \
 	  $(if $(TF_TESTS),terraform -chdir=terraform test || exit 1,: "no terraform/tests/*.tftest.hcl yet"); \
-	elif [ -z "$(TF_VALIDATE)" ]; then \
-	  echo "tf-check: terraform/ cannot be validated: no registry access for its providers and no offline" \
-	    "validator; connect to registry.terraform.io, or set TF_VALIDATE=/path/to/tf-validate" >&2; exit 1; \
-	elif [ ! -x "$(TF_VALIDATE)" ]; then \
-	  echo "tf-check: TF_VALIDATE=$(TF_VALIDATE) is not an executable file" >&2; exit 1; \
 	else \
+	  echo "terraform: no registry access ($$(grep -m1 -o 'Error: .*' .run/tf-init.log)); checking offline"; \
+	  if [ -z "$(TF_VALIDATE)" ]; then \
+	    echo "tf-check: terraform/ cannot be validated: no registry access for its providers and no offline" \
+	      "validator; connect to registry.terraform.io, or set TF_VALIDATE=/path/to/tf-validate" >&2; exit 1; \
+	  fi; \
+	  for tool in "$(TF_VALIDATE)" $(if $(TF_TESTS),"$(TF_OFFLINE)"); do [ -x "$$tool" ] || { \
+	    echo "tf-check: $$tool is not an executable file (TF_VALIDATE=$(TF_VALIDATE))" >&2; exit 1; }; done; \
 	  set -x; "$(TF_VALIDATE)" terraform || exit 1; \
-	  $(if $(TF_TESTS),"$(dir $(TF_VALIDATE))tf-offline" terraform test || exit 1,: "no terraform/tests/*.tftest.hcl yet"); \
+	  $(if $(TF_TESTS),"$(TF_OFFLINE)" terraform test || exit 1,: "no terraform/tests/*.tftest.hcl yet"); \
 	fi
 	$(CHECKOV) -d terraform --framework terraform --quiet --compact --skip-download
 
+# Offline, the tests that run terraform themselves get the stand-in through TF_OFFLINE.
 pytest: $(VENV)/.stamp
-	$(PY) -m pytest $(PYTEST_ARGS)
+	@$(TF_PROBE); \
+	if [ "$$mode" = offline ] && [ -n "$(TF_OFFLINE)" ]; then export TF_OFFLINE="$(TF_OFFLINE)"; fi; \
+	set -x; $(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.stamp
 	MEASURE_GO_REFERENCE=$(abspath $(GO_REFERENCE)) $(PY) -m benchmarks

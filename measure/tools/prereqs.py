@@ -26,8 +26,8 @@ from pathlib import Path
 MIN_PYTHON = (3, 11)
 # The emulator's jar is Java 8 bytecode; gcloud itself asks for Java 7+.
 MIN_JAVA = 8
-# `terraform test` with mock_provider blocks arrived in 1.7.
-MIN_TERRAFORM = (1, 7)
+# terraform/tests mock the providers with override_during, which arrived in 1.9.
+MIN_TERRAFORM = (1, 9)
 RUN_TIMEOUT = 30
 
 GCLOUD_APT = ("sudo apt-get install google-cloud-cli  (after adding Google's apt repository: "
@@ -38,7 +38,7 @@ GCLOUD_BREW = "brew install --cask gcloud-cli"
 NEEDS = {
     "run": ("python", "gcloud", "java"),
     "test": ("python", "gcloud", "java", "terraform"),
-    "pytest": ("python", "gcloud", "java"),
+    "pytest": ("python", "gcloud", "java", "terraform"),
     "bench": ("python", "gcloud", "java"),
     "chaos": ("python", "gcloud", "java"),
     "tf-check": ("python", "terraform"),

@@ -155,7 +155,7 @@ def test_a_terraform_without_terraform_test_is_named(machine):
     machine.tool("terraform", "Terraform v1.5.7\non darwin_arm64")
     result = machine.check("test")
     assert sections(result.stderr)["terraform"].startswith(
-        f"  terraform: {machine.bin / 'terraform'} is 1.5.7; `terraform test` with mock providers needs 1.7+")
+        f"  terraform: {machine.bin / 'terraform'} is 1.5.7; `terraform test` with mock providers needs 1.9+")
 
 
 def test_an_old_python_is_named_with_the_way_to_pick_another(tmp_path):
