@@ -1,24 +1,59 @@
-# The two commands a user types: `make run` and `make test`. Everything they need is bootstrapped here.
+# The two commands a user types: `make run` and `make test`. Everything Python they need is
+# bootstrapped here; what cannot be (gcloud and its emulator, Java, terraform) is checked first,
+# by measure/tools/prereqs.py, which names each missing tool and the command that installs it.
 SHELL := /bin/bash
-PYTHON ?= python3
+# The Python that builds .venv: the first of these that runs and is 3.11+ (3.12 first: Cloud
+# Functions runs python312), else python3, which the check then names as too old.
+ifeq ($(origin PYTHON),undefined)
+PYTHON := $(or $(shell for p in python3.12 python3.13 python3.11; do \
+	$$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1 && { echo $$p; break; }; done),python3)
+endif
 VENV := .venv
 PY := $(VENV)/bin/python
 TOOLS := .tools
 CHECKOV := $(TOOLS)/checkov/bin/checkov
 PYTEST_ARGS ?=
 
-.PHONY: run test lint tf-check pytest bench chaos clean
+# Terraform is checked with the real providers when the registry answers (`terraform init`),
+# and otherwise with an offline stand-in that serves the providers' published schemas:
+# TF_VALIDATE=/path/to/tf-validate, whose sibling tf-offline (TF_OFFLINE) runs any other
+# terraform command (`terraform test`, and the `terraform graph` of tests/test_terraform.py).
+# This project's CI keeps them beside the repository. TF_MODE=online or offline skips the probe.
+TF_VALIDATE ?= $(wildcard ../shared/tools/tf-validate/tf-validate)
+TF_OFFLINE ?= $(if $(TF_VALIDATE),$(dir $(TF_VALIDATE))tf-offline)
+TF_MODE ?= auto
+TF_TESTS = $(wildcard terraform/tests/*.tftest.hcl)
+# Shell: sets $mode to online when `terraform init` could install the providers, else offline.
+TF_PROBE = mkdir -p .run; mode=$(TF_MODE); \
+	if [ "$$mode" != offline ]; then \
+	  if TF_REGISTRY_CLIENT_TIMEOUT=15 TF_IN_AUTOMATION=1 terraform -chdir=terraform init -backend=false \
+	       -input=false -no-color >.run/tf-init.log 2>&1; then mode=online; \
+	  elif [ "$$mode" = online ]; then \
+	    cat .run/tf-init.log >&2; echo "make: TF_MODE=online but terraform init failed (above)" >&2; exit 1; \
+	  else mode=offline; fi; \
+	fi
+# The seed's Go signing example, which `make bench` compares against (benchmarks/signing.py).
+GO_REFERENCE ?= ../shared/reference/reqcrypt
+
+.PHONY: run test lint tf-check pytest bench chaos clean prereqs
 
 # A stamp per requirements set: the venv is rebuilt only when the pins change.
-$(VENV)/.stamp: requirements.txt requirements-dev.txt
+$(VENV)/.stamp: requirements.txt requirements-dev.txt | prereqs
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@touch $@
 
 # checkov pins its own versions of shared libraries, so it gets a venv of its own.
-$(CHECKOV):
+$(CHECKOV): | prereqs
 	@test -x $(TOOLS)/checkov/bin/python || $(PYTHON) -m venv $(TOOLS)/checkov
 	$(TOOLS)/checkov/bin/pip install --quiet --disable-pip-version-check checkov==3.3.30
+
+# Before anything else, for the goals asked for: every missing tool at once, with its install command.
+prereqs:
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found: install Python 3.11+" \
+	  "(Debian/Ubuntu: sudo apt-get install python3 python3-venv; macOS: brew install python@3.12)" \
+	  "or name one: make PYTHON=/path/to/python3.12 $(MAKECMDGOALS)" >&2; exit 1; }
+	@$(PYTHON) measure/tools/prereqs.py $(or $(filter-out prereqs,$(MAKECMDGOALS)),venv)
 
 run: $(VENV)/.stamp
 	$(PY) -m measure dev
@@ -28,16 +63,34 @@ test: $(VENV)/.stamp lint tf-check pytest
 lint: $(VENV)/.stamp
 	$(VENV)/bin/ruff check .
 
-tf-check: $(CHECKOV)
+tf-check: $(CHECKOV) | prereqs
 	terraform fmt -check -recursive terraform
-	../shared/tools/tf-validate/tf-validate terraform
+	@$(TF_PROBE); \
+	if [ "$$mode" = online ]; then \
+	  echo "terraform: the registry answered; checking with the real providers"; \
+	  set -x; terraform -chdir=terraform validate || exit 1; \
+	  $(if $(TF_TESTS),terraform -chdir=terraform test || exit 1,: "no terraform/tests/*.tftest.hcl yet"); \
+	else \
+	  echo "terraform: no registry access ($$(grep -m1 -o 'Error: .*' .run/tf-init.log)); checking offline"; \
+	  if [ -z "$(TF_VALIDATE)" ]; then \
+	    echo "tf-check: terraform/ cannot be validated: no registry access for its providers and no offline" \
+	      "validator; connect to registry.terraform.io, or set TF_VALIDATE=/path/to/tf-validate" >&2; exit 1; \
+	  fi; \
+	  for tool in "$(TF_VALIDATE)" $(if $(TF_TESTS),"$(TF_OFFLINE)"); do [ -x "$$tool" ] || { \
+	    echo "tf-check: $$tool is not an executable file (TF_VALIDATE=$(TF_VALIDATE))" >&2; exit 1; }; done; \
+	  set -x; "$(TF_VALIDATE)" terraform || exit 1; \
+	  $(if $(TF_TESTS),"$(TF_OFFLINE)" terraform test || exit 1,: "no terraform/tests/*.tftest.hcl yet"); \
+	fi
 	$(CHECKOV) -d terraform --framework terraform --quiet --compact --skip-download
 
+# Offline, the tests that run terraform themselves get the stand-in through TF_OFFLINE.
 pytest: $(VENV)/.stamp
-	$(PY) -m pytest $(PYTEST_ARGS)
+	@$(TF_PROBE); \
+	if [ "$$mode" = offline ] && [ -n "$(TF_OFFLINE)" ]; then export TF_OFFLINE="$(TF_OFFLINE)"; fi; \
+	set -x; $(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.stamp
-	$(PY) -m benchmarks
+	MEASURE_GO_REFERENCE=$(abspath $(GO_REFERENCE)) $(PY) -m benchmarks
 
 chaos: $(VENV)/.stamp
 	MEASURE_CHAOS_FULL=1 $(PY) -m pytest tests/test_chaos.py -s

@@ -14,7 +14,7 @@ noise and a drift cancels; after a discarded warm-up there are at least 9 repeat
 Reported: the median ns/op of each side, each repeat's ratio Python ÷ Go and their median, which
 decides the row (a repeat's two figures share the machine's state, so their ratio is steadier than
 either figure). The Go reference is copied to a temporary directory and built once with
-`go test -c` (shared/ is read-only); each Go run is one process (about 8 ms to start, not timed).
+`go test -c` (the reference's directory may be read-only); each Go run is one process (about 8 ms to start, not timed).
 """
 
 from __future__ import annotations
@@ -31,10 +31,8 @@ from pathlib import Path
 
 from benchmarks.common import SERVER_CPUS, Context, Skip, ensure_command, fmt, median, pinned_children, taskset
 
-# The seed's Go example, in the shared/ folder beside the checkout (or beside a worktree's parent).
-REFERENCE = next((up / "shared" / "reference" / "reqcrypt" for up in Path(__file__).resolve().parents
-                  if (up / "shared" / "reference" / "reqcrypt").is_dir()),
-                 Path(__file__).resolve().parents[2] / "shared" / "reference" / "reqcrypt")
+# The seed's Go example (reqcrypt), outside this repository: `make bench` passes its GO_REFERENCE.
+REFERENCE = Path(os.environ["MEASURE_GO_REFERENCE"]) if os.environ.get("MEASURE_GO_REFERENCE") else None
 GO_URL = "http://123213.measurement.mobileapptracking.com/collect/click?pub_id=123&woof_id=22&campaign_id=5&payout=1000"
 GO_HOST = "123213.measurement.mobileapptracking.com"
 # The seed's three truth vectors (reqcrypt_test.go), as generate_signature arguments.
@@ -60,8 +58,8 @@ PY_SETUP = "import gc; gc.enable(); g = _g; h = _h; u = _u; ts = _ts"
 
 def go_benchmark_binary(ctx: Context) -> Path:
     """The reference's test binary, built once (`go test -c`) so repeats can interleave with Python's."""
-    if not REFERENCE.is_dir():
-        raise Skip(f"the Go reference is not at {REFERENCE}")
+    if REFERENCE is None or not REFERENCE.is_dir():
+        raise Skip(f"the Go reference is not at {REFERENCE}: make bench GO_REFERENCE=<directory of reqcrypt>")
     go = ensure_command("go", "golang-go")
     work = ctx.workdir / "reqcrypt"
     shutil.rmtree(work, ignore_errors=True)
@@ -109,7 +107,6 @@ def paired_repeat(binary: Path, timer: timeit.Timer, chunk: int, chunks: int) ->
 def run(ctx: Context) -> None:
     from measure import events
     from measure.tune import signing
-    from measure.tune.params import to_params
 
     for args, truth in TRUTH:
         if signing.generate_signature(*args) != truth:
@@ -127,7 +124,7 @@ def run(ctx: Context) -> None:
                               "time_stamp": timestamp, "platform": "pc", "storefront": "steam"}],
                             site_ids={"pc/steam": "2960"}, max_age=86400, now=float(timestamp))[0]
     namespace["_e"] = signing.encode_post_params
-    namespace["_params"] = to_params(event, advertiser_id="877", site_id="2960")
+    namespace["_params"] = events.to_params(event, advertiser_id="877", site_id="2960")
     event_stmt = 'g("privatekey", "POST", h, "/serve", ts, e(params))'
     event_setup = "e = _e; params = _params"
 

@@ -1,4 +1,4 @@
-"""Settings from the environment (DESIGN.md, "Configuration"), read once and checked whole.
+"""Settings from the environment (docs/design.md, "Configuration"), read once and checked whole.
 
 A missing or malformed setting raises ConfigError naming it; the entry points turn that into one
 log line and a failed start, so a bad deployment never half-works.

@@ -1,8 +1,8 @@
 # The three entry points of main.py, each a gen2 function (a Cloud Run service underneath) with
-# its own identity. Configuration reaches them only as the environment variables of DESIGN.md.
+# its own identity. Configuration reaches them only as the environment variables of docs/design.md.
 
 locals {
-  # The local-development stand-ins for the Secret Manager secrets (DESIGN.md, "Configuration").
+  # The local-development stand-ins for the Secret Manager secrets (docs/design.md, "Configuration").
   # A deployment reads the secrets; setting one of these would bypass Secret Manager and put a key
   # into the function's configuration and Terraform state. No variable can add environment
   # entries, and the precondition on every function refuses them should one be added here.

@@ -12,7 +12,7 @@ locals {
     build     = { id = "measure-build", name = "measure Cloud Build (builds the functions)" }
   }
 
-  # Who publishes where (DESIGN.md data flow).
+  # Who publishes where (docs/design.md data flow).
   publishers = {
     receive_events    = { sa = "receive", topic = "events" }
     send_retry        = { sa = "send", topic = "retry" }
@@ -78,7 +78,7 @@ resource "google_secret_manager_secret_iam_member" "accessor" {
 
 # --- Invokers (gen2 functions are Cloud Run services: run.invoker on the service) ---------------
 
-# receive checks the Bearer token itself (DESIGN.md, "The webhook"); the telemetry server has no
+# receive checks the Bearer token itself (docs/design.md, "The webhook"); the telemetry server has no
 # Google identity, so Cloud Run must let unauthenticated requests through to it.
 resource "google_cloud_run_v2_service_iam_member" "receive_public" {
   # checkov:skip=CKV_GCP_102: public on purpose: receive authenticates every request with its own Bearer tokens.

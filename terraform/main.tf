@@ -1,5 +1,5 @@
 # Names and settings shared by several files. The topic, subscription and secret names are the
-# defaults measure/config.py expects (DESIGN.md, "Configuration"); they are still passed to the
+# defaults measure/config.py expects (docs/design.md, "Configuration"); they are still passed to the
 # functions explicitly so a deployment never depends on a default by accident.
 
 locals {

@@ -25,7 +25,7 @@ TF = ROOT / "terraform"
 TERRAFORM = shutil.which("terraform")
 needs_terraform = pytest.mark.skipif(TERRAFORM is None, reason="terraform is not on PATH")
 
-# The local stand-ins for the Secret Manager secrets (DESIGN.md, "Configuration").
+# The local stand-ins for the Secret Manager secrets (docs/design.md, "Configuration").
 FORBIDDEN_ENV = ("MEASURE_CONSUMER_KEY", "MEASURE_PRIVATE_KEY", "MEASURE_WEBHOOK_TOKENS")
 FORBIDDEN_ENV_RE = re.compile(r"\bMEASURE_(CONSUMER_KEY|PRIVATE_KEY|WEBHOOK_TOKENS)\b(?!_SECRET)")
 
@@ -446,7 +446,7 @@ def test_every_alert_notifies_and_points_to_the_runbook():
 TF_OFFLINE_HINT = (
     "the dependency-order tests need Terraform with the google and archive providers: either online "
     "(`terraform init` can download them) or offline through the schema stand-in, by pointing TF_OFFLINE at "
-    "it, e.g. TF_OFFLINE=../shared/tools/tf-validate/tf-offline (the Makefile's `pytest` target sets it)"
+    "it, e.g. TF_OFFLINE=/path/to/tf-offline (`make test` sets it when the offline validator is there)"
 )
 
 

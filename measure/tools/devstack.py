@@ -8,9 +8,16 @@
     a timer           POSTs sweep every few seconds, standing in for Cloud Scheduler
 
 Every process is the leader of its own process group and is stopped as a group, so Ctrl-C (or
-`DevStack.stop()`) leaves nothing behind; the groups are also written to `.run/pids.json` so a
-run that was killed outright is cleaned up by the next one. Each component logs to
-`.run/logs/<name>.log`.
+`DevStack.stop()`) leaves nothing behind; the groups (and when each leader started) are also
+written to `.run/pids.json` so a run that was killed outright is cleaned up by the next one.
+Nothing here reads the proc filesystem (macOS has none): psutil finds the processes, on Linux
+and macOS alike. Each component logs to `.run/logs/<name>.log`.
+
+Stopping is the part that must never be skipped. SIGINT (Ctrl-C), SIGTERM and SIGHUP (the
+terminal closed) all mean "stop"; once stopping has begun further signals are ignored; and all
+terminal output goes through `say`, which never raises: with `make run | tee run.log` the pipe's
+reader dies first on Ctrl-C and every later write fails (EPIPE), which must not cut the clean-up
+short.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -42,10 +49,12 @@ from measure.tools.emulator import (
     Topology,
     accepts_connections,
     create_topology,
-    group_members,
+    end_group,
+    group_is_ours,
     log_tail,
     port_is_free,
     spawn,
+    started_at,
     stop_group,
 )
 
@@ -73,6 +82,78 @@ SEED_TIME_STAMP = "1724094783"
 
 class DevStackError(RuntimeError):
     """The local stack could not be started; the message says which part and why."""
+
+
+# ---------------------------------------------------------------- output and stop signals
+
+
+def say(text: str = "", *, err: bool = False) -> None:
+    """Print a line to the terminal, or to nowhere once the terminal is gone. A pipe whose reader
+    died (EPIPE) or a closed terminal (EIO) make every later write fail too; the stream's file
+    descriptor is then pointed at /dev/null, so neither later lines nor the interpreter's final
+    flush raise again. The stack's own logs are files and are not affected."""
+    stream = sys.stderr if err else sys.stdout
+    try:
+        print(text, file=stream, flush=True)
+    except OSError:
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, stream.fileno())
+            os.close(devnull)
+
+
+class StopSignals:
+    """SIGINT, SIGTERM and SIGHUP all mean "stop the stack". The first one raises
+    KeyboardInterrupt in the main thread, unless it arrives inside `deferred()` (the start of a
+    process and its recording, which must not be split) and then at the end of it. After
+    `cleaning_up()` nothing raises any more: a second Ctrl-C during the clean-up is ignored."""
+
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._depth = 0
+        self._pending = False
+        self._final = False
+        self._previous: dict[int, object] = {}
+
+    def install(self) -> None:
+        self.received, self._pending, self._final = None, False, False
+        self._previous = {sig: signal.signal(sig, self._handle) for sig in self.signals}
+
+    def uninstall(self) -> None:
+        """The handlers from before `install` (main() may run inside a test process)."""
+        for sig, handler in self._previous.items():
+            if handler is not None:  # None: set outside Python, which cannot be put back
+                signal.signal(sig, handler)
+        self._previous = {}
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.received is not None or self._final:
+            return
+        self.received = signum
+        if self._depth:
+            self._pending = True
+        else:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+        if not self._depth and self._pending and not self._final:
+            self._pending = False
+            raise KeyboardInterrupt
+
+    def cleaning_up(self) -> None:
+        self._final = True
+
+
+# One per process: handlers belong to the process, and `python -m measure dev` installs them.
+STOP = StopSignals()
 
 
 def port_env_var(name: str) -> str:
@@ -294,7 +375,7 @@ class DevStack:
             # Everything is launched at once and awaited after: the JVM's start-up (~2.5 s)
             # dominates, and the servers need only the emulator's address, not the emulator.
             if not self.config.real_api:
-                self._start(start_service(
+                self._start(lambda: start_service(
                     "sandbox",
                     [sys.executable, "-m", "measure", "sandbox", "--host", LOOPBACK,
                      "--port", str(self.config.ports["sandbox"]), "--advertiser-id", self.config.advertiser_id],
@@ -305,18 +386,20 @@ class DevStack:
                     hint=port_hint("sandbox")))
             env = self.function_env()
             for target in FUNCTIONS:
-                self._start(function_server(target, port=self.config.ports[target], env=env,
-                                            log_path=self.logs[target], source=self.config.source,
-                                            hint=port_hint(target)))
-            try:
-                self.emulator = Emulator.start(self.config.ports["emulator"], self.project,
-                                               log_path=self.logs["emulator"])
-            except PortInUseError as e:
-                raise PortInUseError(e.port, "Pub/Sub emulator", port_hint("emulator")) from e
-            self._record_pids()
+                self._start(lambda target=target: function_server(
+                    target, port=self.config.ports[target], env=env, log_path=self.logs[target],
+                    source=self.config.source, hint=port_hint(target)))
+            with STOP.deferred():
+                try:
+                    self.emulator = Emulator.launch(self.config.ports["emulator"], self.project,
+                                                    log_path=self.logs["emulator"])
+                except PortInUseError as e:
+                    raise PortInUseError(e.port, "Pub/Sub emulator", port_hint("emulator")) from e
+                self._record_pids()
             deadline = time.monotonic() + SERVER_START_TIMEOUT
             for service in self.services.values():
                 service.wait_ready(deadline)
+            self.emulator.wait_ready()
             self.topology = create_topology(self.project, emulator_host=self.emulator_host,
                                             push_endpoint=self.send_url + "/", names=self.config.names)
             self._scheduler = threading.Thread(target=self._schedule_sweeps, name="sweep-scheduler", daemon=True)
@@ -330,7 +413,12 @@ class DevStack:
         return self
 
     def stop(self) -> None:
-        """Stop every process this stack started, each as a whole group; raise if one survives."""
+        """Stop every process this stack started, each as a whole group; raise if one survives.
+        A stop signal arriving meanwhile waits until the stop is done."""
+        with STOP.deferred():
+            self._stop()
+
+    def _stop(self) -> None:
         self._stopping.set()
         if self._scheduler:
             self._scheduler.join(timeout=5)
@@ -360,9 +448,13 @@ class DevStack:
         groups = [s.proc.pid for s in self.services.values()]
         return groups + ([self.emulator.proc.pid] if self.emulator else [])
 
-    def _start(self, service: Service) -> None:
-        self.services[service.name] = service
-        self._record_pids()
+    def _start(self, launch: Callable[[], Service]) -> None:
+        # Launched and recorded with stop signals held back: a Ctrl-C in between would leave a
+        # process that neither this run nor the next one knows of.
+        with STOP.deferred():
+            service = launch()
+            self.services[service.name] = service
+            self._record_pids()
 
     def _prepare_state_dir(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -372,35 +464,30 @@ class DevStack:
         self.log_dir.mkdir(parents=True)
 
     def _record_pids(self) -> None:
-        groups = {name: {"pgid": s.proc.pid, "argv": s.argv} for name, s in self.services.items()}
+        procs = {name: (s.proc, s.argv) for name, s in self.services.items()}
         if self.emulator:
-            groups["emulator"] = {"pgid": self.emulator.proc.pid, "argv": self.emulator.proc.args}
+            procs["emulator"] = (self.emulator.proc, list(self.emulator.proc.args))
+        groups = {name: {"pgid": proc.pid, "started": started_at(proc.pid), "argv": [str(a) for a in argv]}
+                  for name, (proc, argv) in procs.items()}
         self.pids_file.write_text(json.dumps(groups, indent=2))
 
     def _stop_leftovers(self) -> None:
         """Stop the groups an earlier run recorded and never stopped (it was killed outright).
-        A group counts as ours only while its leader still runs the command we recorded, so a
-        recycled pid is never signalled."""
+        A group counts as ours only while it is the one recorded (`group_is_ours`: the leader's
+        start time), so a pid the system has since given to another program is never signalled."""
         try:
             recorded = json.loads(self.pids_file.read_text())
         except (OSError, ValueError):
             return
         for name, entry in recorded.items():
-            pgid, argv = entry.get("pgid"), entry.get("argv")
+            pgid, started = entry.get("pgid"), entry.get("started")
+            if not isinstance(pgid, int) or not isinstance(started, int | float) or not group_is_ours(pgid, started):
+                continue
+            say(f"stopping {name} (process group {pgid}) left over from an earlier run")
             try:
-                cmdline = Path(f"/proc/{pgid}/cmdline").read_bytes().split(b"\0")[:-1]
-            except OSError:
-                continue
-            if [a.decode(errors="replace") for a in cmdline] != [str(a) for a in argv] or not group_members(pgid):
-                continue
-            print(f"stopping {name} (process group {pgid}) left over from an earlier run", flush=True)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pgid, signal.SIGTERM)
-            deadline = time.monotonic() + 5
-            while group_members(pgid) and time.monotonic() < deadline:
-                time.sleep(0.1)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pgid, signal.SIGKILL)
+                end_group(pgid, what=f"{name} left over from an earlier run")
+            except EmulatorError as e:
+                raise DevStackError(str(e)) from e
         self.pids_file.unlink()
 
     def _check_ports(self) -> None:
@@ -429,12 +516,12 @@ class DevStack:
                     r = requests.post(self.sweep_url + "/", timeout=max(self.config.sweep_every, 60))
                     log.write(f"{stamp} {r.status_code} {r.text.strip()[:2000]}\n")
                     if r.status_code >= 400:
-                        print(f"[scheduler] sweep answered {r.status_code}; see {self.logs['sweep']}", flush=True)
+                        say(f"[scheduler] sweep answered {r.status_code}; see {self.logs['sweep']}")
                 except requests.RequestException as e:
                     if self._stopping.is_set():
                         return
                     log.write(f"{stamp} error {e}\n")
-                    print(f"[scheduler] sweep failed: {e}", flush=True)
+                    say(f"[scheduler] sweep failed: {e}")
 
     # -- driving it
 
@@ -518,10 +605,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def say(text: str = "") -> None:
-    print(text, flush=True)
-
-
 def run_seed_event(stack: DevStack) -> bool:
     now = int(time.time())
     say(f"\nPosting the seed's game_open event to {stack.webhook_url} (form-encoded, Bearer token).")
@@ -553,10 +636,6 @@ def run_seed_event(stack: DevStack) -> bool:
     return True
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -565,21 +644,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             **{f"{name}_port": getattr(args, f"{name}_port") for name in DEFAULT_PORTS})
         stack = DevStack(config)
     except DevStackError as e:
-        print(f"measure dev: {e}", file=sys.stderr)
+        say(f"measure dev: {e}", err=True)
         return 2
-    # Ctrl-C reaches only this process (the servers have sessions of their own); SIGTERM should
-    # clean up the same way.
-    signal.signal(signal.SIGTERM, _interrupt)
-    parts = "the Pub/Sub emulator, " + ("" if config.real_api else "the sandbox, ") + "receive, send and sweep"
-    say(f"Starting {parts} ...")
+    # Ctrl-C reaches only this process (the servers have sessions of their own), and so do
+    # SIGTERM and the SIGHUP of a closed terminal: each ends up in the clean-up below.
+    STOP.install()
+    status = 0
     try:
+        parts = "the Pub/Sub emulator, " + ("" if config.real_api else "the sandbox, ") + "receive, send and sweep"
+        say(f"Starting {parts} ...")
         stack.start()
-    except KeyboardInterrupt:
-        return 130
-    except (DevStackError, EmulatorError) as e:
-        print(f"measure dev: {e}", file=sys.stderr)
-        return 1
-    try:
         say(f"Up in {stack.start_seconds:.1f} s (Pub/Sub emulator {stack.emulator.start_seconds:.1f} s).")
         if config.real_api:
             say(f"MEASURE_ENDPOINT etc. are set: delivering to {stack.endpoint}, not to the sandbox.")
@@ -594,18 +668,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             time.sleep(3600)
     except KeyboardInterrupt:
         pass
+    except (DevStackError, EmulatorError) as e:
+        say(f"measure dev: {e}", err=True)
+        status = 1
     finally:
-        # A second Ctrl-C must not cut the clean-up short and leave servers behind.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        # Whatever ended the run (a signal, a failed start, an error), this part always runs to
+        # the end: later signals are ignored and `say` cannot raise.
+        STOP.cleaning_up()
         say("\nStopping ...")
         try:
             stack.stop()
         except DevStackError as e:
-            print(f"measure dev: {e}", file=sys.stderr)
-            return 1
-        say("Stopped; no process left behind.")
-    return 0
+            say(f"measure dev: {e}", err=True)
+            status = 1
+        else:
+            say("Stopped; no process left behind.")
+        STOP.uninstall()
+    return status
 
 
 if __name__ == "__main__":

@@ -6,9 +6,10 @@ real client library, so tests and `make run` exercise the same calls as producti
 
 The gcloud wrapper is a Python process that starts a Java child. Ending only the wrapper leaves
 Java listening on the port, so every process here is started in a process group of its own and
-stopped as a group; `stop_group` then checks that nothing of the group survived. The small
-process helpers live here because the emulator is their first user; `measure.tools.devstack` and the
-test fixtures reuse them for the function servers and the sandbox.
+stopped as a group; `stop_group` then checks that nothing of the group survived. Group members are
+found with psutil and os.getpgid, which work alike on Linux and macOS (macOS has no proc filesystem).
+The small process helpers live here because the emulator is their first user;
+`measure.tools.devstack` and the test fixtures reuse them for the function servers and the sandbox.
 """
 
 from __future__ import annotations
@@ -24,14 +25,18 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+
+import psutil
 
 DEFAULT_PROJECT = "measure-local"
 LOOPBACK = "127.0.0.1"
 # A cold start of gcloud + the JVM takes about 2-3 s; a loaded CI machine can be much slower.
 START_TIMEOUT = 60.0
 STOP_GRACE = 5.0
+# psutil's start times of one process, read twice, differ by rounding (Linux counts clock ticks).
+SAME_START = 1.0
 
 
 class EmulatorError(RuntimeError):
@@ -66,7 +71,9 @@ def port_is_free(port: int, host: str = LOOPBACK) -> bool:
             s.bind((host, port))
         except OSError:
             return False
-        return True
+    # On macOS SO_REUSEADDR lets this bind succeed beside a server listening on 0.0.0.0:port, so
+    # a server that answers there takes the port too.
+    return not accepts_connections(port, host)
 
 
 def accepts_connections(port: int, host: str = LOOPBACK, timeout: float = 0.5) -> bool:
@@ -92,44 +99,65 @@ def group_members(pgid: int) -> list[int]:
     """Live processes of group `pgid`. Zombies are dead and do not count: once the leader is
     reaped its children are re-parented to an init that may never reap them."""
     members = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
+    for process in psutil.process_iter():
         try:
-            stat = Path(entry.path, "stat").read_text()
-        except OSError:
-            continue
-        # Fields after the parenthesised command name: state ppid pgrp ...
-        fields = stat.rpartition(")")[2].split()
-        if len(fields) >= 3 and int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            members.append(int(entry.name))
+            if os.getpgid(process.pid) == pgid and process.status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
+                members.append(process.pid)
+        except (OSError, psutil.Error):
+            continue  # gone meanwhile, or not ours to look at
     return members
 
 
-def stop_group(proc: subprocess.Popen, *, grace: float = STOP_GRACE, what: str = "process",
-               signals: Sequence[int] = (signal.SIGTERM,)) -> None:
-    """Send `signals` in turn to the whole group led by `proc`, each given `grace` seconds, then
-    SIGKILL, and make sure that no process of the group is left. Safe to call twice."""
-    pgid = proc.pid
+def started_at(pid: int) -> float | None:
+    """When process `pid` started (seconds since the epoch), None if there is none. With the pid it
+    identifies a process for good: a pid can be reused, a (pid, start time) pair cannot."""
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
 
-    def gone() -> bool:
-        return proc.poll() is not None and not group_members(pgid)
+
+def group_is_ours(pgid: int, leader_started: float) -> bool:
+    """Whether group `pgid` is still the one whose leader started at `leader_started`. While its
+    leader runs, the start times must match. A leaderless group keeps its id from being reused
+    (the kernel does not hand out a pid still used as a group id), so its members are the
+    leader's descendants: they count when none of them predates the leader."""
+    now = started_at(pgid)
+    if now is not None:
+        return abs(now - leader_started) < SAME_START
+    members = [started_at(pid) for pid in group_members(pgid)]
+    return bool(members) and all(t is not None and t > leader_started - SAME_START for t in members)
+
+
+def end_group(pgid: int, *, signals: Sequence[int] = (signal.SIGTERM,), grace: float = STOP_GRACE,
+              gone: Callable[[], bool] | None = None, what: str = "process") -> None:
+    """Send `signals` in turn to group `pgid`, each given `grace` seconds, then SIGKILL, until no
+    process of the group is left (`gone` can add a condition, e.g. that the leader was reaped);
+    raise EmulatorError if one survives SIGKILL."""
+
+    def ended() -> bool:
+        return (gone is None or gone()) and not group_members(pgid)
 
     for sig in (*signals, signal.SIGKILL):
         # Never signal a group that is already gone: its id may belong to someone else by now.
-        if gone():
+        if ended():
             return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, sig)
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=0.05)
-            if gone():
+            if ended():
                 return
+            time.sleep(0.05)
     survivors = group_members(pgid)
     if survivors:
         raise EmulatorError(f"{what}: processes {survivors} of group {pgid} survived SIGKILL")
+
+
+def stop_group(proc: subprocess.Popen, *, grace: float = STOP_GRACE, what: str = "process",
+               signals: Sequence[int] = (signal.SIGTERM,)) -> None:
+    """Stop the whole group led by `proc` (see `end_group`) and reap `proc`. Safe to call twice."""
+    end_group(proc.pid, signals=signals, grace=grace, what=what, gone=lambda: proc.poll() is not None)
 
 
 def log_tail(path: Path, lines: int = 30) -> str:
@@ -154,6 +182,7 @@ class Emulator:
         self.log_path = log_path
         self.data_dir = data_dir
         self.start_seconds = start_seconds
+        self._began = time.monotonic()
 
     @property
     def host(self) -> str:
@@ -166,6 +195,21 @@ class Emulator:
     @classmethod
     def start(cls, port: int | None = None, project: str = DEFAULT_PROJECT, *, log_path: Path | None = None,
               timeout: float = START_TIMEOUT) -> Emulator:
+        """Launch the emulator and wait until it answers; on any failure nothing is left running."""
+        emulator = cls.launch(port, project, log_path=log_path)
+        try:
+            emulator.wait_ready(timeout)
+        except BaseException:
+            with contextlib.suppress(EmulatorError):
+                emulator.stop()
+            raise
+        return emulator
+
+    @classmethod
+    def launch(cls, port: int | None = None, project: str = DEFAULT_PROJECT, *,
+               log_path: Path | None = None) -> Emulator:
+        """Start the emulator's process group without waiting for it (see `wait_ready`), so that
+        a caller can record the group before the wait that Ctrl-C is most likely to cut short."""
         port = port or free_port()
         # Checked first because with the port taken the JVM does not exit (only its netty thread
         # dies) and the probe below would be answered by whatever holds the port.
@@ -180,25 +224,24 @@ class Emulator:
         try:
             proc = spawn(argv, log_path=log_path)
         except FileNotFoundError as e:
+            shutil.rmtree(data_dir, ignore_errors=True)
             raise EmulatorError("gcloud is not installed or not on PATH; the Pub/Sub emulator needs "
-                                "`gcloud components install pubsub-emulator beta` and Java 11+") from e
+                                "`gcloud components install pubsub-emulator beta` and Java 8+ "
+                                "(`make run` names the install commands for this machine)") from e
         emulator = cls(proc, port, project, log_path, data_dir, 0.0)
-        try:
-            emulator._wait_ready(began + timeout)
-        except BaseException:
-            with contextlib.suppress(EmulatorError):
-                stop_group(proc, what="Pub/Sub emulator")
-            raise
-        emulator.start_seconds = time.monotonic() - began
+        emulator._began = began
         return emulator
 
-    def _wait_ready(self, deadline: float) -> None:
+    def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
+        """Wait until the emulator answers; `start_seconds` is then the time since launch."""
+        deadline = self._began + timeout
         while True:
             problem = self._failure()
             if problem:
                 raise EmulatorError(f"Pub/Sub emulator did not start: {problem}\n"
                                     f"--- {self.log_path} (tail) ---\n{log_tail(self.log_path)}")
             if self._answers():
+                self.start_seconds = time.monotonic() - self._began
                 return
             if time.monotonic() > deadline:
                 raise EmulatorError(f"Pub/Sub emulator did not answer on {self.host} within the deadline\n"

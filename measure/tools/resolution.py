@@ -28,7 +28,7 @@ from pathlib import Path
 
 from measure.tune.params import PREDEFINED_EVENTS
 
-# The 17 pre-defined event actions of DESIGN.md (one list, kept in measure.events), plus session.
+# The 17 pre-defined event actions of docs/design.md (one list, kept in measure.events), plus session.
 PREDEFINED_ACTIONS = ("session", *PREDEFINED_EVENTS)
 # Custom events are called with action=conversion; their type has the same name.
 CUSTOM_ACTION = "conversion"

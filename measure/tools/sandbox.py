@@ -4,7 +4,7 @@ The real API is not reachable from development machines or CI, so the sandbox an
 `/serve` the way the seed documents it: it verifies the mat-* signature headers with the same
 code that signs them, checks the required parameters, remembers accepted `transaction_id`s for a
 duplicate window, and answers with the seed's success, duplicate and unsuccessful JSON shapes.
-Rejections are HTTP 400 with `X-MAT-Responder: sandbox`, which DESIGN.md's outcome rules treat as
+Rejections are HTTP 400 with `X-MAT-Responder: sandbox`, which docs/design.md's outcome rules treat as
 permanent; injected faults (5xx, 429, dropped connections, hangs, outages) carry no such header,
 so the client treats them as transient.
 

@@ -1,4 +1,4 @@
-"""What one delivery attempt came to, by DESIGN.md's rules ("Outcomes").
+"""What one delivery attempt came to, by docs/design.md's rules ("Outcomes").
 
     success: true                               -> delivered
     a message "Duplicate request detected"      -> duplicate (delivered before: done)

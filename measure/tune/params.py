@@ -9,7 +9,7 @@ from __future__ import annotations
 from measure.events import Event
 
 SESSION_EVENTS: frozenset[str] = frozenset({"game_open", "session", "app_open", "open", "session_start"})
-# The Measurement API's pre-defined actions, in DESIGN.md's order.
+# The Measurement API's pre-defined actions, in docs/design.md's order.
 PREDEFINED_EVENTS: tuple[str, ...] = (
     "registration",
     "login",

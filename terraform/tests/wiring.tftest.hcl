@@ -1,5 +1,5 @@
 # The module's wiring, planned against mock providers: no credentials, no network.
-#   offline: ../shared/tools/tf-validate/tf-offline terraform terraform test
+#   offline: make tf-check (runs $TF_OFFLINE terraform terraform test)
 #   online:  cd terraform && terraform init -backend=false && terraform test
 # Every run is a plan (command = plan): applying would run the local-exec provisioners of
 # readiness.tf (gcloud, curl, sleep) on this machine. Needs Terraform >= 1.9 (override_during).

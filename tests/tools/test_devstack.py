@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -11,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import requests
 
@@ -22,7 +24,17 @@ from measure.tools.devstack import (
     DevStackError,
     main,
 )
-from measure.tools.emulator import PortInUseError, accepts_connections, free_port, group_members, spawn
+from measure.tools.emulator import (
+    PortInUseError,
+    accepts_connections,
+    end_group,
+    free_port,
+    group_is_ours,
+    group_members,
+    port_is_free,
+    spawn,
+    started_at,
+)
 
 
 def free_ports() -> dict[str, int]:
@@ -128,35 +140,51 @@ def test_main_reports_a_busy_port_and_exits_1(tmp_path, capsys):
     assert f"port {port} (receive) is already in use" in capsys.readouterr().err
 
 
-def test_a_leftover_group_from_a_killed_run_is_stopped(tmp_path):
-    state = tmp_path / ".run"
-    state.mkdir()
-    argv = ["sleep", "60"]
-    leftover = spawn(argv, log_path=tmp_path / "sleep.log")
-    # Until it has exec'd, the child still shows this Python's command line.
-    while Path(f"/proc/{leftover.pid}/cmdline").read_bytes() != b"sleep\x0060\x00":
-        time.sleep(0.01)
-    (state / "pids.json").write_text(json.dumps({"send": {"pgid": leftover.pid, "argv": argv}}))
+def record_leftover(state: Path, name: str, proc: subprocess.Popen, started: float | None = None) -> None:
+    """What a killed run leaves in .run/pids.json."""
+    state.mkdir(exist_ok=True)
+    started = started_at(proc.pid) if started is None else started
+    (state / "pids.json").write_text(json.dumps({name: {"pgid": proc.pid, "started": started, "argv": proc.args}}))
+
+
+def start_is_refused_after_the_clean_up(tmp_path) -> None:
     c = config(tmp_path)
     with socket.socket() as holder:  # stop the start right after the clean-up
         holder.bind(("127.0.0.1", c.ports["receive"]))
         holder.listen()
         with pytest.raises(PortInUseError):
             DevStack(c).start()
+
+
+def test_a_leftover_group_from_a_killed_run_is_stopped(tmp_path):
+    leftover = spawn(["sleep", "60"], log_path=tmp_path / "sleep.log")
+    record_leftover(tmp_path / ".run", "send", leftover)
+    start_is_refused_after_the_clean_up(tmp_path)
     leftover.wait(timeout=10)
     assert group_members(leftover.pid) == []
+    assert not (tmp_path / ".run" / "pids.json").exists()
+
+
+def test_a_leftover_group_whose_leader_exited_is_stopped_too(tmp_path):
+    # The gcloud wrapper can die and leave its Java child running in the group: the group is
+    # still recognised by its id and stopped.
+    wrapper = spawn(["sh", "-c", "sleep 60 & echo started"], log_path=tmp_path / "sh.log")
+    record_leftover(tmp_path / ".run", "emulator", wrapper)
+    wrapper.wait(timeout=10)
+    assert len(group_members(wrapper.pid)) == 1  # the orphaned sleep
+    start_is_refused_after_the_clean_up(tmp_path)
+    deadline = time.monotonic() + 10
+    while group_members(wrapper.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert group_members(wrapper.pid) == []
 
 
 def test_a_recycled_pid_is_left_alone(tmp_path):
-    state = tmp_path / ".run"
-    state.mkdir()
     bystander = spawn(["sleep", "60"], log_path=tmp_path / "sleep.log")
     try:
-        (state / "pids.json").write_text(json.dumps({"send": {"pgid": bystander.pid, "argv": ["other", "cmd"]}}))
-        c = config(tmp_path)
-        c.ports["send"] = c.ports["receive"]
-        with pytest.raises(DevStackError):
-            DevStack(c).start()
+        # The recorded leader started an hour before this process with the same pid.
+        record_leftover(tmp_path / ".run", "send", bystander, started=started_at(bystander.pid) - 3600)
+        start_is_refused_after_the_clean_up(tmp_path)
         assert bystander.poll() is None
     finally:
         bystander.kill()
@@ -211,29 +239,145 @@ def test_the_seed_event_and_a_second_one_reach_the_sandbox(tmp_path):
     assert not (stack.state_dir / "pids.json").exists()
 
 
+# ---------------------------------------------------------------- Ctrl-C, hang-up, SIGTERM, through a pipe
+
+
+# Stands in for make and the terminal: a session of its own in which `dev ... 2>&1 | tee LOG` runs
+# as one process group (the group a terminal's Ctrl-C and hang-up signal), waiting for `dev` as
+# make does and exiting with its status.
+TERMINAL = """
+import json, signal, subprocess, sys
+for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
+    signal.signal(sig, lambda *_: None)  # a handler, not SIG_IGN: the children get the defaults
+log, argv = sys.argv[1], sys.argv[2:]
+dev = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+tee = subprocess.Popen(["tee", log], stdin=dev.stdout, stdout=subprocess.DEVNULL)
+dev.stdout.close()  # tee is the pipe's only reader
+print(json.dumps({"dev": dev.pid, "tee": tee.pid}), flush=True)
+status = dev.wait()
+tee.wait()
+sys.exit(status)
+"""
+
+
+class PipedRun:
+    """`python -m measure dev` on free ports piped into `tee`, as `make run 2>&1 | tee run.log`
+    runs it in a terminal (see TERMINAL)."""
+
+    def __init__(self, tmp_path: Path):
+        self.state = tmp_path / ".run"
+        self.ports = free_ports()
+        self.out = tmp_path / "run.log"
+        args = ["--state-dir", str(self.state), "--no-seed"]
+        for name, port in self.ports.items():
+            args += [f"--{name}-port", str(port)]
+        self.terminal = subprocess.Popen(
+            [sys.executable, "-c", TERMINAL, str(self.out), sys.executable, "-m", "measure", "dev", *args],
+            cwd=REPO_ROOT, stdout=subprocess.PIPE, start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        pids = json.loads(self.terminal.stdout.readline())
+        self.dev, self.reader = psutil.Process(pids["dev"]), psutil.Process(pids["tee"])
+        self.groups: list[int] = []
+
+    def wait_running(self) -> None:
+        deadline = time.monotonic() + 120
+        while "Ctrl-C stops everything" not in self.text() and time.monotonic() < deadline:
+            assert self.terminal.poll() is None, self.text()
+            time.sleep(0.2)
+        assert "Ctrl-C stops everything" in self.text(), self.text()
+        self.groups = [entry["pgid"] for entry in json.loads((self.state / "pids.json").read_text()).values()]
+        assert len(self.groups) == 5 and all(group_members(g) for g in self.groups)
+
+    def text(self) -> str:
+        return self.out.read_text() if self.out.exists() else ""
+
+    def kill_reader(self) -> None:
+        """tee dies; it stays a zombie until the terminal (blocked waiting for dev) reaps it."""
+        self.reader.kill()
+        deadline = time.monotonic() + 10
+        with contextlib.suppress(psutil.NoSuchProcess):
+            while self.reader.status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+                time.sleep(0.01)
+
+    def signal_group(self, sig: int) -> None:
+        os.killpg(self.terminal.pid, sig)
+
+    def leftovers(self) -> list[str]:
+        """Every process still in the stack's groups or the terminal's, or started for this run:
+        its command line names one of the run's ports (`--port N`, `--host-port=127.0.0.1:N`)."""
+        pids = {pid for g in (*self.groups, self.terminal.pid) for pid in group_members(g)}
+        marks = [f"--port {port}" for port in self.ports.values()] + [f":{self.ports['emulator']}"]
+        for process in psutil.process_iter(["pid", "cmdline"]):
+            if any(mark in " ".join(process.info["cmdline"] or ()) for mark in marks):
+                pids.add(process.info["pid"])
+        found = []
+        for pid in sorted(pids):
+            with contextlib.suppress(psutil.Error):
+                process = psutil.Process(pid)
+                if process.status() != psutil.STATUS_ZOMBIE:
+                    found.append(f"{pid} {' '.join(process.cmdline())[:120]}")
+        return found
+
+    def close(self) -> None:
+        """After a failed test: end the run outright, then what it left, as the next run would."""
+        if self.terminal.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.terminal.pid, signal.SIGKILL)
+            self.terminal.wait()
+        self.terminal.stdout.close()
+        with contextlib.suppress(OSError, ValueError):
+            for entry in json.loads((self.state / "pids.json").read_text()).values():
+                if group_is_ours(entry["pgid"], entry["started"]):
+                    end_group(entry["pgid"], grace=1)
+
+
+@pytest.fixture
+def piped_run(tmp_path):
+    run = PipedRun(tmp_path)
+    yield run
+    run.close()
+
+
 @pytest.mark.slow
 @pytest.mark.emulator
-def test_ctrl_c_on_make_run_stops_every_process(tmp_path):
-    state = tmp_path / ".run"
-    args = ["--state-dir", str(state), "--no-seed"]
-    for name, port in free_ports().items():
-        args += [f"--{name}-port", str(port)]
-    out = tmp_path / "dev.out"
-    with open(out, "wb") as sink:
-        proc = subprocess.Popen([sys.executable, "-m", "measure", "dev", *args], cwd=REPO_ROOT, stdout=sink,
-                                stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        deadline = time.monotonic() + 60
-        while "Ctrl-C stops everything" not in out.read_text() and time.monotonic() < deadline:
-            assert proc.poll() is None, out.read_text()
-            time.sleep(0.2)
-        assert "Ctrl-C stops everything" in out.read_text(), out.read_text()
-        groups = [entry["pgid"] for entry in json.loads((state / "pids.json").read_text()).values()]
-        assert len(groups) == 5
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=60) == 0, out.read_text()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert "no process left behind" in out.read_text()
-    assert [g for g in groups if group_members(g)] == []
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGHUP, signal.SIGTERM], ids=lambda s: s.name)
+def test_a_stop_signal_after_the_pipes_reader_died_stops_every_process(piped_run, sig):
+    piped_run.wait_running()
+    # Ctrl-C reaches tee too, which dies first: every write of the clean-up then fails (EPIPE).
+    piped_run.kill_reader()
+    piped_run.signal_group(sig)
+    assert piped_run.terminal.wait(timeout=60) == 0
+    assert piped_run.leftovers() == []
+    assert [name for name, port in piped_run.ports.items() if not port_is_free(port)] == []
+    assert not (piped_run.state / "pids.json").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.emulator
+def test_more_signals_during_the_clean_up_do_not_cut_it_short(piped_run):
+    piped_run.wait_running()
+    os.kill(piped_run.dev.pid, signal.SIGINT)  # tee kept alive: this test reads what was printed
+    deadline = time.monotonic() + 30
+    while "Stopping ..." not in piped_run.text() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # A second Ctrl-C, then the terminal closing, while the servers are being stopped.
+    os.kill(piped_run.dev.pid, signal.SIGINT)
+    os.kill(piped_run.dev.pid, signal.SIGHUP)
+    assert piped_run.terminal.wait(timeout=60) == 0, piped_run.text()
+    assert "Stopped; no process left behind." in piped_run.text()
+    assert piped_run.leftovers() == []
+    assert [name for name, port in piped_run.ports.items() if not port_is_free(port)] == []
+
+
+@pytest.mark.slow
+@pytest.mark.emulator
+def test_ctrl_c_while_starting_stops_what_was_started(piped_run):
+    # As soon as the first server is recorded: the others are being launched, the emulator's JVM
+    # is starting, nothing answers yet.
+    deadline = time.monotonic() + 60
+    while not (piped_run.state / "pids.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    piped_run.signal_group(signal.SIGINT)
+    assert piped_run.terminal.wait(timeout=60) == 0
+    assert piped_run.leftovers() == []
+    assert [name for name, port in piped_run.ports.items() if not port_is_free(port)] == []
