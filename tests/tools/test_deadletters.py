@@ -13,24 +13,24 @@ from measure.gcp.publisher import Publisher, PublishError
 from measure.pipeline.message import dead_letter_message
 from measure.tools import deadletters
 
-NOW = time.time()
-
-
 def event(n: int, name: str = "purchase") -> Event:
     return Event(event_id=f"ev-{n}", event_name=name, user_id=f"player-{n}", ip="175.124.248.15",
-                 time_stamp=int(NOW) - 3600, platform="pc", storefront="steam", extras={"revenue": "4.99"})
+                 time_stamp=int(time.time()) - 3600, platform="pc", storefront="steam", extras={"revenue": "4.99"})
 
 
 @pytest.fixture
 def held(topology):
     """Four dead letters: two rejected, one expired (3 days ago), one undecodable (raw, with an ip)."""
+    # Ages are asserted to within a minute or two, so they count from when the letters are made
+    # (a module-level time went stale when earlier emulator tests ran long).
+    now = time.time()
     letters = [
-        dead_letter_message("rejected", "Invalid site_id for advertiser", NOW - 7200, event=event(1), attempts=1),
-        dead_letter_message("rejected", "Currency code XXX is not supported", NOW - 600, event=event(2, "level_up"),
+        dead_letter_message("rejected", "Invalid site_id for advertiser", now - 7200, event=event(1), attempts=1),
+        dead_letter_message("rejected", "Currency code XXX is not supported", now - 600, event=event(2, "level_up"),
                             attempts=1),
-        dead_letter_message("expired", "gave up after 9 attempts; last error: HTTP 503", NOW - 3 * 86400,
+        dead_letter_message("expired", "gave up after 9 attempts; last error: HTTP 503", now - 3 * 86400,
                             event=event(3), attempts=9),
-        dead_letter_message("undecodable", "data is not UTF-8 JSON", NOW - 60,
+        dead_letter_message("undecodable", "data is not UTF-8 JSON", now - 60,
                             raw=b'{"user_id": "x", "ip": "81.2.69.142", broken', attributes={"source": "test"}),
     ]
     for data, attributes in letters:
