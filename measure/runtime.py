@@ -69,12 +69,21 @@ def webhook():
 @_once
 def delivery():
     from measure.pipeline.breaker import CircuitBreaker
+    from measure.pipeline.concurrency import ConcurrencyLimit
     from measure.pipeline.delivery import Delivery
     from measure.tune.client import MeasurementClient
 
     settings = config()
     client = MeasurementClient(settings.endpoint, secrets().credentials, read_timeout=settings.api_timeout)
-    return Delivery(settings, client, publisher(), CircuitBreaker(cooldown=settings.breaker_cooldown))
+    return Delivery(settings, client, publisher(), CircuitBreaker(cooldown=settings.breaker_cooldown),
+                    limit=ConcurrencyLimit())
+
+
+@_once
+def sender():
+    from measure.functions.send import Sender
+
+    return Sender(delivery())
 
 
 @_once
@@ -88,5 +97,5 @@ def sweeper():
 
 def reset() -> None:
     """Forget every built object (tests that change the environment)."""
-    for get in (config, secrets, publisher, webhook, delivery, sweeper):
+    for get in (config, secrets, publisher, webhook, delivery, sender, sweeper):
         get.cache_clear()
