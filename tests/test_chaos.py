@@ -133,7 +133,7 @@ def sweep_after_an_outage() -> tuple[dict, int]:
     (the second sweep's summary, attempts the second sweep made)."""
     clock = [0.0]
     client = _FlakyClient()
-    breaker = CircuitBreaker(threshold=2, cooldown=1.0, clock=lambda: clock[0])
+    breaker = CircuitBreaker(cooldown=1.0, clock=lambda: clock[0], min_attempts=2)
     delivery = Delivery(load(base_env("https://api.example.com/serve")), client, _NullPublisher(), breaker,
                         schedule=(0,))
     subscriber = _FakeSubscriber()
