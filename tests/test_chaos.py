@@ -429,9 +429,11 @@ def test_every_accepted_event_reaches_the_api_exactly_once_through_faults(
             "faults by kind": stats["faulted"],
             "sweeps run": len(sweeps.summaries),
             "sweep errors": dict(sweeps.errors),
-            "swept: pulled/delivered/duplicates/retried/released/dead": [
-                sweeps.total(k) for k in ("pulled", "delivered", "duplicates", "retried", "released",
-                                          "dead_lettered")],
+            "swept: pulled/delivered/duplicate/retried/deferred/not due/released/dead": [
+                sweeps.total(k) for k in ("pulled", "delivered", "duplicate", "retried", "deferred", "not_due",
+                                          "released", "dead_lettered")],
+            "swept: pulled per event accepted": round(sweeps.total("pulled") / max(1, len(accepted)), 2),
+            "swept: released (pulled, handed back unattempted)": sweeps.total("released"),
             "dead letters": len(dead),
             "drained after posting (s)": round((drained_at or time.monotonic()) - posted_at, 1),
             "duration (s)": round(duration, 1),

@@ -48,6 +48,7 @@ ACK_DEADLINE_S = 60.0
 # (at most 25 % late, and the schedule has ±10 % jitter anyway), so a backlog needs few calls.
 DEADLINE_STEPS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 15, 20, 25, 30, 40, 50, 60, 75, 90, 120, 150, 180,
                   240, 300, 360, 450, 600)  # 600: Pub/Sub's ceiling for an ack deadline
+FIRST_ROUND = 8  # attempts before the sweep knows what one costs
 LATENCY_SMOOTHING = 0.2  # weight of each new attempt in the latency estimate
 
 
@@ -99,7 +100,9 @@ class Sweeper:
         """About how many attempts the current limit gets through in `seconds`."""
         slots = min(self.parallelism, self.delivery.limit.limit)
         if self._latency is None:
-            return slots  # one round, until attempts show what one costs
+            # A first small round shows what an attempt costs; against an API that is down it is
+            # also all the timeouts this instance spends before its breaker opens.
+            return min(slots, FIRST_ROUND)
         return int(slots * seconds / max(self._latency, 0.001))
 
 
