@@ -100,18 +100,25 @@ class Stack:
 
     def publish(self, count: int) -> None:
         """`count` new events on measure-events (1,000 a Publish RPC), as receive publishes them."""
+        from google.pubsub_v1.types import PublishRequest, PubsubMessage
+
         from measure.events import validate
-        from measure.gcp.publisher import Publisher
         from measure.pipeline.message import event_message
+        from measure.tools.emulator import publisher_client
 
         now = int(time.time())
         events = validate([seed_event(7_000_000 + self._first + i, now) for i in range(count)],
                           site_ids={"pc/steam": "2960"}, now=now)
         self._first += count
-        publisher = Publisher(self.topology.project)
         messages = [event_message(event) for event in events]
-        for start in range(0, len(messages), 1000):
-            publisher.publish(self.topology.names.events_topic, messages[start:start + 1000])
+        client = publisher_client(self.topology.emulator_host)
+        path = self.topology.topic_path(self.topology.names.events_topic)
+        try:
+            for start in range(0, len(messages), 1000):
+                batch = [PubsubMessage(data=d, attributes=a) for d, a in messages[start:start + 1000]]
+                client.api.publish(request=PublishRequest(topic=path, messages=batch), timeout=60)
+        finally:
+            client.transport.close()
 
     def wait_drained(self, count: int, since: float, limit: float) -> tuple[float | None, float | None]:
         """(seconds after `since` until the sandbox accepted `count`, until two sweeps found nothing)."""
