@@ -48,6 +48,8 @@ ACK_DEADLINE_S = 60.0
 # (at most 25 % late, and the schedule has ±10 % jitter anyway), so a backlog needs few calls.
 DEADLINE_STEPS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 15, 20, 25, 30, 40, 50, 60, 75, 90, 120, 150, 180,
                   240, 300, 360, 450, 600)  # 600: Pub/Sub's ceiling for an ack deadline
+ACK_BATCH = 500  # acknowledge once this many are handled, or ACK_EVERY_S after the last acknowledge
+ACK_EVERY_S = 1.0
 FIRST_ROUND = 8  # attempts before the sweep knows what one costs
 LATENCY_SMOOTHING = 0.2  # weight of each new attempt in the latency estimate
 
@@ -115,10 +117,12 @@ class _Sweep:
         self.started = time.monotonic()
         self.end = self.started + budget
         self.counts: Counter[str] = Counter()
-        self.ready: deque[tuple[str, Envelope]] = deque()  # due now, waiting for a slot
-        self.held: list[tuple[float, int, str, Envelope]] = []  # heap: (due, monotonic), seq, ack id, envelope
+        self.ready: deque[tuple[str, Envelope, float]] = deque()  # due now, waiting for a slot; since (monotonic)
+        # A heap of (due, seq, ack id, envelope, pulled): due and pulled in monotonic seconds.
+        self.held: list[tuple[float, int, str, Envelope, float]] = []
         self.running: dict[concurrent.futures.Future, str] = {}
         self.acks: list[str] = []
+        self.acked_at = self.started
         self.pull_after = 0.0  # monotonic time before which no pull (after an empty one)
         self.empty = False  # the last pull found nothing
         self._seq = itertools.count()
@@ -130,8 +134,8 @@ class _Sweep:
                 now = time.monotonic()
                 self._collect(block=False)
                 while self.held and self.held[0][0] <= now:
-                    _, _, ack_id, envelope = heapq.heappop(self.held)
-                    self.ready.append((ack_id, envelope))
+                    _, _, ack_id, envelope, pulled_at = heapq.heappop(self.held)
+                    self.ready.append((ack_id, envelope, pulled_at))
                 if now >= self.end:
                     break
                 if self.breaker.is_open and not self.running and not self.breaker.ready():
@@ -145,8 +149,10 @@ class _Sweep:
                     self._pull(now)
                 if self.empty and not (self.ready or self.held or self.running):
                     break
-                if len(self.acks) >= MAX_PULL:
+                # Promptly: a handled message left unacked past its deadline would be offered again.
+                if self.acks and (len(self.acks) >= ACK_BATCH or now - self.acked_at >= ACK_EVERY_S):
                     self._ack()
+                self._keep_hidden(now)
                 self._wait()
         finally:
             self._finish()
@@ -171,7 +177,7 @@ class _Sweep:
         while self.ready and len(self.running) < self._slots():
             if self.breaker.is_open and (self.running or not self.breaker.ready()):
                 return
-            ack_id, envelope = self.ready.popleft()
+            ack_id, envelope, _ = self.ready.popleft()
             self.running[self.s._pool.submit(self._attempt, envelope)] = ack_id
 
     def _attempt(self, envelope: Envelope) -> Result | None:
@@ -254,9 +260,9 @@ class _Sweep:
                 continue
             wait = state.next_due - now if state else 0.0
             if wait <= 0:
-                self.ready.append((item.ack_id, envelope))
+                self.ready.append((item.ack_id, envelope, now_m))
             elif wait <= HOLD_S and now_m + wait < self.end:
-                heapq.heappush(self.held, (now_m + wait, next(self._seq), item.ack_id, envelope))
+                heapq.heappush(self.held, (now_m + wait, next(self._seq), item.ack_id, envelope, now_m))
             else:
                 hide[deadline_step(wait)].append(item.ack_id)
                 self.counts["not_due"] += 1
@@ -287,17 +293,26 @@ class _Sweep:
             self._collect(block=True, timeout=1.0)
         if self.ready:
             self.counts["released"] += len(self.ready)
-            self._modify([ack_id for ack_id, _ in self.ready], 0)
+            self._modify([ack_id for ack_id, _, _ in self.ready], 0)
         hide: defaultdict[int, list[str]] = defaultdict(list)
         now_m = time.monotonic()
-        for due, _, ack_id, _ in self.held:
+        for due, _, ack_id, _, _ in self.held:
             hide[deadline_step(due - now_m) if due > now_m else 0].append(ack_id)
         self.counts["released"] += len(self.held)
         for seconds, ack_ids in hide.items():
             self._modify(ack_ids, seconds)
         self._ack()
 
+    def _keep_hidden(self, now: float) -> None:
+        """Extend the deadline of due messages still waiting for a slot (the API got slower than the
+        pull expected), so that Pub/Sub does not offer them to another puller meanwhile."""
+        if not self.ready or now - self.ready[0][2] < ACK_DEADLINE_S / 2:
+            return
+        self._modify([ack_id for ack_id, _, _ in self.ready], int(ACK_DEADLINE_S))
+        self.ready = deque((ack_id, envelope, now) for ack_id, envelope, _ in self.ready)
+
     def _ack(self) -> None:
+        self.acked_at = time.monotonic()
         if self.acks:
             self.s.subscriber.acknowledge(request={"subscription": self.s.path, "ack_ids": self.acks})
             self.acks = []
