@@ -3,25 +3,11 @@
 import base64
 import time
 
-import pytest
-
 from measure.pipeline.delivery import Result
 from measure.pipeline.message import event_message
 from measure.tools.emulator import create_topology
-from measure.tools.sandbox import Sandbox
-from tests.helpers import ADVERTISER, CONSUMER_KEY, PRIVATE_KEY, base_env
-from tests.pipeline.test_delivery import Pipeline, make_event
-
-
-@pytest.fixture
-def sandbox():
-    with Sandbox({CONSUMER_KEY: PRIVATE_KEY}, advertiser_id=ADVERTISER).start() as box:
-        yield box
-
-
-@pytest.fixture
-def pipeline(topology, sandbox, monkeypatch):
-    return Pipeline(topology, sandbox, monkeypatch)
+from tests.helpers import base_env
+from tests.pipeline.stack import Pipeline, make_event, pipeline_fixture, sandbox_fixture  # noqa: F401
 
 
 def test_a_cloud_event_is_decoded_and_delivered(pipeline, sandbox):

@@ -2,7 +2,6 @@
 
 import time
 
-import pytest
 import requests
 
 from measure.functions.sweep import DEADLINE_STEPS, Sweeper, deadline_step
@@ -11,21 +10,9 @@ from measure.pipeline import retry
 from measure.pipeline.breaker import CircuitBreaker, State
 from measure.pipeline.delivery import Delivery, Result
 from measure.pipeline.message import retry_message
-from measure.tools.sandbox import Sandbox
 from measure.tune.outcome import Kind, Outcome
-from tests.helpers import ADVERTISER, CONSUMER_KEY, PRIVATE_KEY, base_env
-from tests.pipeline.test_delivery import Pipeline, make_event
-
-
-@pytest.fixture
-def sandbox():
-    with Sandbox({CONSUMER_KEY: PRIVATE_KEY}, advertiser_id=ADVERTISER).start() as box:
-        yield box
-
-
-@pytest.fixture
-def pipeline(topology, sandbox, monkeypatch):
-    return Pipeline(topology, sandbox, monkeypatch)
+from tests.helpers import base_env
+from tests.pipeline.stack import Pipeline, make_event, pipeline_fixture, sandbox_fixture  # noqa: F401
 
 
 class CountingSubscriber(Subscriber):

@@ -1,67 +1,13 @@
 """One delivery attempt (measure.pipeline.delivery) on the real emulator against the sandbox: every outcome path.
 
-`Pipeline` is the whole delivery stack (send's Sender, the Sweeper) for tests/functions too."""
+The stack itself (and its fixtures) is tests/pipeline/stack.py."""
 
-import json
 import time
 
-import pytest
-
-from measure import config as config_module
 from measure import events
-from measure.functions.send import Sender
-from measure.functions.sweep import Sweeper
-from measure.gcp.publisher import Publisher
-from measure.gcp.subscriber import Subscriber
-from measure.pipeline.breaker import CircuitBreaker
-from measure.pipeline.delivery import Delivery, Result
-from measure.pipeline.message import Envelope, decode, event_message
-from measure.tools.sandbox import Sandbox
-from measure.tune.client import MeasurementClient
-from tests.helpers import ADVERTISER, CONSUMER_KEY, PRIVATE_KEY, SITE_IDS, base_env, seed_form
-
-
-@pytest.fixture
-def sandbox():
-    with Sandbox({CONSUMER_KEY: PRIVATE_KEY}, advertiser_id=ADVERTISER).start() as box:
-        yield box
-
-
-def make_event(**overrides):
-    (event,) = events.validate([seed_form(**overrides)], site_ids=SITE_IDS)
-    return event
-
-
-class Pipeline:
-    def __init__(self, topology, sandbox, monkeypatch, private_key=PRIVATE_KEY, **env):
-        for name, value in {**base_env(sandbox.serve_url), **topology.env(), **env}.items():
-            monkeypatch.setenv(name, value)
-        self.topology = topology
-        self.config = config_module.load()
-        self.publisher = Publisher(self.config.project)
-        client = MeasurementClient(self.config.endpoint, lambda: (CONSUMER_KEY, private_key), read_timeout=2)
-        self.breaker = CircuitBreaker(cooldown=60, min_attempts=3)
-        self.delivery = Delivery(self.config, client, self.publisher, self.breaker, schedule=(0, 0, 0))
-        self.sender = Sender(self.delivery)
-        self.sweeper = Sweeper(self.config, self.delivery, Subscriber(), parallelism=4,
-                               return_immediately=True)
-
-    def send(self, event):
-        data, attributes = event_message(event)
-        return self.sender.process(data, attributes).result
-
-    def retries(self, expect=1, timeout=3.0):
-        received = self.topology.pull(self.topology.names.retry_subscription, expect=expect, timeout=timeout)
-        return [decode(m.message.data) for m in received]
-
-    def dead_letters(self, expect=1, timeout=3.0):
-        received = self.topology.pull(self.topology.names.dead_letter_subscription, expect=expect, timeout=timeout)
-        return [(json.loads(m.message.data), dict(m.message.attributes)) for m in received]
-
-
-@pytest.fixture
-def pipeline(topology, sandbox, monkeypatch):
-    return Pipeline(topology, sandbox, monkeypatch)
+from measure.pipeline.delivery import Result
+from measure.pipeline.message import Envelope
+from tests.pipeline.stack import Pipeline, make_event, pipeline_fixture, sandbox_fixture  # noqa: F401
 
 
 def test_delivered_signed_and_recorded_by_the_sandbox(pipeline, sandbox):
