@@ -26,6 +26,7 @@ import concurrent.futures
 import heapq
 import itertools
 import json
+import queue
 import threading
 import time
 from collections import Counter, defaultdict, deque
@@ -121,6 +122,7 @@ class _Sweep:
         # A heap of (due, seq, ack id, envelope, pulled): due and pulled in monotonic seconds.
         self.held: list[tuple[float, int, str, Envelope, float]] = []
         self.running: dict[concurrent.futures.Future, str] = {}
+        self.finished: queue.SimpleQueue[concurrent.futures.Future] = queue.SimpleQueue()
         self.acks: list[str] = []
         self.acked_at = self.started
         self.pull_after = 0.0  # monotonic time before which no pull (after an empty one)
@@ -178,7 +180,11 @@ class _Sweep:
             if self.breaker.is_open and (self.running or not self.breaker.ready()):
                 return
             ack_id, envelope, _ = self.ready.popleft()
-            self.running[self.s._pool.submit(self._attempt, envelope)] = ack_id
+            future = self.s._pool.submit(self._attempt, envelope)
+            self.running[future] = ack_id
+            # Finished attempts queue up here: one step each, where waiting on every future in
+            # flight would cost a step per attempt in flight, each time one finishes.
+            future.add_done_callback(self.finished.put)
 
     def _attempt(self, envelope: Envelope) -> Result | None:
         try:
@@ -192,11 +198,13 @@ class _Sweep:
         return handled.result
 
     def _collect(self, block: bool, timeout: float = 0.0) -> None:
-        if not self.running:
-            return
-        done, _ = concurrent.futures.wait(self.running, timeout=timeout if block else 0,
-                                          return_when=concurrent.futures.FIRST_COMPLETED)
-        for future in done:
+        """Settle the attempts that finished (waiting up to `timeout` for the first, if `block`)."""
+        while self.running:
+            try:
+                future = self.finished.get(block=block, timeout=timeout if block else None)
+            except queue.Empty:
+                return
+            block = False
             ack_id = self.running.pop(future)
             result = future.result()
             if result is None:  # the hand-on failed: left unacked, Pub/Sub offers it again
