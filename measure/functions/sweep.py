@@ -49,6 +49,7 @@ ACK_DEADLINE_S = 60.0
 # (at most 25 % late, and the schedule has ±10 % jitter anyway), so a backlog needs few calls.
 DEADLINE_STEPS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 15, 20, 25, 30, 40, 50, 60, 75, 90, 120, 150, 180,
                   240, 300, 360, 450, 600)  # 600: Pub/Sub's ceiling for an ack deadline
+RELEASED = "released"  # an attempt not made after all: the message goes back as it is
 ACK_BATCH = 500  # acknowledge once this many are handled, or ACK_EVERY_S after the last acknowledge
 ACK_EVERY_S = 1.0
 FIRST_ROUND = 8  # attempts before the sweep knows what one costs
@@ -124,6 +125,7 @@ class _Sweep:
         self.running: dict[concurrent.futures.Future, str] = {}
         self.finished: queue.SimpleQueue[concurrent.futures.Future] = queue.SimpleQueue()
         self.acks: list[str] = []
+        self.give_back: list[str] = []  # not attempted (or not handed on): offered again at the end
         self.acked_at = self.started
         self.pull_after = 0.0  # monotonic time before which no pull (after an empty one)
         self.empty = False  # the last pull found nothing
@@ -186,7 +188,9 @@ class _Sweep:
             # flight would cost a step per attempt in flight, each time one finishes.
             future.add_done_callback(self.finished.put)
 
-    def _attempt(self, envelope: Envelope) -> Result | None:
+    def _attempt(self, envelope: Envelope) -> Result | str | None:
+        if not self.breaker.ready():  # it opened since this attempt was queued: give the message back as it is
+            return RELEASED
         try:
             # The sweep starts no more than the limit lets out, so a slot is normally free at once.
             wait = min(self.s.config.api_timeout, max(0.0, self.end - time.monotonic()))
@@ -209,7 +213,10 @@ class _Sweep:
             result = future.result()
             if result is None:  # the hand-on failed: left unacked, Pub/Sub offers it again
                 self.counts["errors"] += 1
-                self._modify([ack_id], 0)
+                self.give_back.append(ack_id)
+            elif result is RELEASED:
+                self.counts["released"] += 1
+                self.give_back.append(ack_id)
             else:
                 self.counts[result] += 1
                 self.acks.append(ack_id)
@@ -299,9 +306,10 @@ class _Sweep:
         what was not attempted: due messages at once, held ones when they come due."""
         while self.running:
             self._collect(block=True, timeout=1.0)
-        if self.ready:
-            self.counts["released"] += len(self.ready)
-            self._modify([ack_id for ack_id, _, _ in self.ready], 0)
+        self.counts["released"] += len(self.ready)
+        self.give_back += [ack_id for ack_id, _, _ in self.ready]
+        if self.give_back:
+            self._modify(self.give_back, 0)
         hide: defaultdict[int, list[str]] = defaultdict(list)
         now_m = time.monotonic()
         for due, _, ack_id, _, _ in self.held:
