@@ -13,10 +13,11 @@ The sweep pulls about what it can attempt: never more than the attempts the conc
 again as the work runs low; so little is pulled only to be given back. Deadline extensions go out
 as one modifyAckDeadline call per distinct deadline, the deadlines rounded up to a short ladder.
 
-A pull that finds nothing within EMPTY_PULL_S ends the sweep once its own work is done: an idle
-sweep answers in about a second. When the circuit breaker opens the sweep stops, gives back what
-it had not attempted, and the next sweep pulls one message for the half-open trial; so an outage
-costs one round of attempts in flight and then one trial a cooldown, not a timeout per event.
+A pull that finds nothing within EMPTY_PULL_S ends the sweep once its own work is done and the
+queue has been empty for LINGER_S: an idle sweep answers in about a second. When the circuit
+breaker opens the sweep stops, gives back what it had not attempted, and the next sweep pulls one
+message for the half-open trial; so an outage costs one round of attempts in flight and then one
+trial a cooldown, not a timeout per event.
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ from measure.pipeline.message import Envelope, UndecodableMessageError, decode
 
 MAX_PULL = 1000  # Pub/Sub's most messages in one pull
 EMPTY_PULL_S = 1.0  # how long a pull waits for messages; the real service holds an empty pull open
+# A sweep that found work keeps pulling this long after the queue last had something: the
+# retries its own attempts just published come due within seconds on a short schedule, and the
+# next scheduled sweep may be a minute away. A sweep that finds nothing at all does not linger.
+LINGER_S = 5.0
 HOLD_S = 10.0  # due this soon: attempted in this sweep rather than hidden and pulled again
 # The retry subscription's ack deadline (terraform/pubsub.tf): a pulled message must be handed on or
 # extended well within it, so a sweep pulls at most what it can attempt in half of it.
@@ -72,6 +77,7 @@ class Sweeper:
         parallelism: int | None = None,
         clock: Callable[[], float] = time.time,
         return_immediately: bool = False,
+        linger: float = LINGER_S,
     ):
         self.config = config
         self.delivery = delivery
@@ -82,6 +88,7 @@ class Sweeper:
         # Only for the emulator, which otherwise holds an empty pull for its whole deadline; the
         # real service may answer empty with messages waiting when asked to return at once.
         self.return_immediately = return_immediately
+        self.linger = linger
         self.path = subscriber.subscription_path(config.project, config.retry_subscription)
         self._pool = concurrent.futures.ThreadPoolExecutor(self.parallelism, thread_name_prefix="sweep")
         self._running = threading.Lock()  # one sweep at a time per instance; a second call waits its turn
@@ -129,6 +136,7 @@ class _Sweep:
         self.acked_at = self.started
         self.pull_after = 0.0  # monotonic time before which no pull (after an empty one)
         self.empty = False  # the last pull found nothing
+        self.found_at = self.started  # when a pull last found something
         self._seq = itertools.count()
 
     def run(self) -> dict:
@@ -151,7 +159,8 @@ class _Sweep:
                 self._start()
                 if now >= self.pull_after and len(self.ready) < self._slots():
                     self._pull(now)
-                if self.empty and not (self.ready or self.held or self.running):
+                if self.empty and not (self.ready or self.held or self.running) and (
+                        not self.counts["pulled"] or now - self.found_at >= self.s.linger):
                     break
                 # Promptly: a handled message left unacked past its deadline would be offered again.
                 if self.acks and (len(self.acks) >= ACK_BATCH or now - self.acked_at >= ACK_EVERY_S):
@@ -254,6 +263,7 @@ class _Sweep:
         if self.empty:
             self.pull_after = time.monotonic() + EMPTY_PULL_S
             return
+        self.found_at = time.monotonic()
         self.counts["pulled"] += len(received)
         self._triage(received)
 

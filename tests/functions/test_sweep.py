@@ -1,10 +1,11 @@
 """The sweep (measure.functions.sweep) on the real emulator, against the sandbox."""
 
+import threading
 import time
 
 import requests
 
-from measure.functions.sweep import DEADLINE_STEPS, Sweeper, deadline_step
+from measure.functions.sweep import DEADLINE_STEPS, LINGER_S, Sweeper, deadline_step
 from measure.gcp.subscriber import Subscriber
 from measure.pipeline import retry
 from measure.pipeline.breaker import CircuitBreaker, State
@@ -33,8 +34,8 @@ class CountingSubscriber(Subscriber):
 
 
 def sweeper_with(pipeline, subscriber, **kwargs) -> Sweeper:
-    return Sweeper(pipeline.config, pipeline.delivery, subscriber, parallelism=4,
-                   return_immediately=kwargs.pop("return_immediately", True), **kwargs)
+    kwargs = {"return_immediately": True, "linger": 0.5, **kwargs}
+    return Sweeper(pipeline.config, pipeline.delivery, subscriber, parallelism=4, **kwargs)
 
 
 def publish_retries(pipeline, count, due_in, prefix="r", attempt=1):
@@ -78,6 +79,17 @@ def test_ack_deadline_extensions_are_one_call_per_distinct_deadline(pipeline, sa
     assert len(subscriber.modifies) <= 2 * len(subscriber.pulls)  # not one call per message
     assert sum(n for n, _ in subscriber.modifies) == 40
     assert sweeper.run(budget=2)["pulled"] == 0  # all out of sight
+
+
+def test_a_busy_sweep_lingers_for_the_retries_published_while_it_runs(pipeline, sandbox):
+    publish_retries(pipeline, 1, lambda i: -1, prefix="first")
+    sweeper = sweeper_with(pipeline, Subscriber(), linger=LINGER_S)
+    later = threading.Timer(1.5, publish_retries, (pipeline, 1, lambda i: -1), {"prefix": "later"})
+    later.start()
+    summary = sweeper.run(budget=20)
+    later.join()
+    assert (summary["pulled"], summary["delivered"]) == (2, 2)
+    assert 1.5 + LINGER_S <= summary["elapsed"] < 20  # it stopped once the queue stayed empty
 
 
 def test_a_retry_due_in_a_few_seconds_is_attempted_in_the_same_sweep(pipeline, sandbox):
