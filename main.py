@@ -20,7 +20,7 @@ def receive(request):
 
 @functions_framework.cloud_event
 def send(cloud_event):
-    runtime.delivery().handle_cloud_event(cloud_event)
+    runtime.sender().handle(cloud_event)
 
 
 @functions_framework.http

@@ -1,7 +1,7 @@
 """`make bench` = `python -m benchmarks`: every row of issue 7, printed and appended to RESULTS.md.
 
     python -m benchmarks                   all rows, 5 repeats each
-    python -m benchmarks --only receive    some rows (signing, coldstart, receive, send, sweep, secrets)
+    python -m benchmarks --only receive    some rows (see ROWS: signing, coldstart, receive, send, sweep, ...)
     python -m benchmarks --quick           fewer and shorter repeats (a smoke run; not for quoting)
     python -m benchmarks --no-record       print only; leave RESULTS.md alone
     python -m benchmarks --profile         also py-spy the servers under load (py-spy into .tools/bench)
@@ -28,7 +28,7 @@ from pathlib import Path
 
 from benchmarks.common import Context, Row, Skip, machine, markdown_table
 
-ROWS = ("signing", "coldstart", "receive", "send", "sweep", "secrets")
+ROWS = ("signing", "coldstart", "receive", "send", "sweep", "degraded", "outage", "secrets")
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 FIGURES = Path(__file__).resolve().parent / "figures.json"
 

@@ -1,7 +1,7 @@
 """send against the sandbox answering in 50 ms: events/s per instance and connection reuse.
 
 Two ways, both pinned to one CPU like a 1-vCPU instance, the sandbox on the other CPU:
-  - the Delivery object (benchmarks.send_driver): N threads call `Delivery.handle_cloud_event`,
+  - the Delivery object (benchmarks.send_driver): N threads call `Sender.handle`,
     the method the entry point calls; N = 64, and once N = 8 (the deployed concurrency.send);
   - the real `send` server (functions-framework, THREADS = N) driven by wrk with raw Pub/Sub push
     POSTs, as the emulator's push subscription and Eventarc deliver them; its memory is sampled.

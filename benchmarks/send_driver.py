@@ -1,4 +1,4 @@
-"""One send instance without the HTTP server: `Delivery.handle_cloud_event` from N threads.
+"""One send instance without the HTTP server: `Sender.handle` (send's entry logic) from N threads.
 
     python -m benchmarks.send_driver --workers 64 --events 8000 --out result.json
 
@@ -22,6 +22,7 @@ from types import SimpleNamespace
 
 from measure import config as config_module
 from measure.events import validate
+from measure.functions.send import Sender
 from measure.gcp.publisher import Publisher
 from measure.gcp.secrets import Secrets
 from measure.pipeline.delivery import Delivery
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = config_module.load()
     client = MeasurementClient(config.endpoint, Secrets(config).credentials, pool_size=args.workers)
-    delivery = Delivery(config, client, Publisher(config.project or ""))
+    sender = Sender(Delivery(config, client, Publisher(config.project or "")))
     todo = cloud_events(args.events)
     results: Counter[str] = Counter()
     lock = threading.Lock()
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
                 i = next(position, None)
             if i is None:
                 break
-            local[delivery.handle_cloud_event(todo[i]).result] += 1
+            local[sender.handle(todo[i]).result] += 1
         with lock:
             results.update(local)
 

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from measure.pipeline.retry import SCHEDULE
+
 DEFAULT_ENDPOINT = "https://{advertiser_id}.measure.mobileapptracking.com/serve"
 # Pub/Sub keeps an unacknowledged message for at most 31 days; retrying longer than that is a lie.
 MAX_RETENTION = 31 * 86400
@@ -80,6 +82,8 @@ class Config:
     api_timeout: int = 10
     # Seconds the circuit stays open (and an event routed around it waits) once the API keeps failing.
     breaker_cooldown: int = 30
+    # Seconds to wait after each failed attempt of an event (the last step repeats).
+    retry_schedule: tuple[float, ...] = SCHEDULE
 
     def site_id(self, platform: str, storefront: str) -> str | None:
         return self.site_ids.get(f"{platform}/{storefront}")
@@ -95,6 +99,24 @@ def _seconds(env: Mapping[str, str], name: str, default: int, low: int, high: in
     if not low <= value <= high:
         raise ConfigError(name, f"must be between {low} and {high} seconds, got {value}")
     return value
+
+
+def _schedule(env: Mapping[str, str]) -> tuple[float, ...]:
+    """MEASURE_RETRY_SCHEDULE: "1,2,4" seconds, to rehearse retries quickly."""
+    name = "MEASURE_RETRY_SCHEDULE"
+    raw = env.get(name, "").strip()
+    if not raw:
+        return SCHEDULE
+    steps = []
+    for step in raw.split(","):
+        try:
+            seconds = float(step)
+        except ValueError:
+            raise ConfigError(name, f"must be comma-separated seconds like 30,120,600, got {raw!r}") from None
+        if not 0 <= seconds <= MAX_RETENTION:  # also refuses nan and inf
+            raise ConfigError(name, f"each step must be between 0 and {MAX_RETENTION} seconds, got {step.strip()!r}")
+        steps.append(seconds)
+    return tuple(steps)
 
 
 def _site_ids(raw: str) -> dict[str, str]:
@@ -155,4 +177,5 @@ def load(env: Mapping[str, str] | None = None) -> Config:
         sweep_budget=_seconds(env, "MEASURE_SWEEP_BUDGET", 240, 1, 3000),
         api_timeout=_seconds(env, "MEASURE_API_TIMEOUT", 10, 1, 120),
         breaker_cooldown=_seconds(env, "MEASURE_BREAKER_COOLDOWN", 30, 1, 3600),
+        retry_schedule=_schedule(env),
     )

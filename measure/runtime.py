@@ -69,6 +69,7 @@ def webhook():
 @_once
 def delivery():
     from measure.pipeline.breaker import CircuitBreaker
+    from measure.pipeline.concurrency import ConcurrencyLimit
     from measure.pipeline.delivery import Delivery
     from measure.tune.client import DEFAULT_POOL_SIZE, MeasurementClient
 
@@ -76,7 +77,15 @@ def delivery():
     # One keep-alive connection per concurrent request: functions-framework serves THREADS at once.
     client = MeasurementClient(settings.endpoint, secrets().credentials, read_timeout=settings.api_timeout,
                                pool_size=int(os.environ.get("THREADS") or DEFAULT_POOL_SIZE))
-    return Delivery(settings, client, publisher(), CircuitBreaker(cooldown=settings.breaker_cooldown))
+    return Delivery(settings, client, publisher(), CircuitBreaker(cooldown=settings.breaker_cooldown),
+                    limit=ConcurrencyLimit())
+
+
+@_once
+def sender():
+    from measure.functions.send import Sender
+
+    return Sender(delivery())
 
 
 @_once
@@ -90,5 +99,5 @@ def sweeper():
 
 def reset() -> None:
     """Forget every built object (tests that change the environment)."""
-    for get in (config, secrets, publisher, webhook, delivery, sweeper):
+    for get in (config, secrets, publisher, webhook, delivery, sender, sweeper):
         get.cache_clear()

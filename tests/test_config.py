@@ -15,6 +15,11 @@ def test_defaults():
     assert config.consumer_key_secret == "measure-consumer-key"
     assert config.retry_max_age == 7 * 86400 and config.event_max_age == 30 * 86400
     assert (config.api_timeout, config.breaker_cooldown, config.secret_ttl, config.sweep_budget) == (10, 30, 300, 240)
+    assert config.retry_schedule == (30, 120, 600, 3600, 21600, 86400)
+
+
+def test_retry_schedule_is_read_at_load():
+    assert load({**BASE, "MEASURE_RETRY_SCHEDULE": " 0.5, 1,2 "}).retry_schedule == (0.5, 1.0, 2.0)
 
 
 def test_local_secret_values_are_not_in_repr():
@@ -39,6 +44,11 @@ def test_local_secret_values_are_not_in_repr():
         ({"MEASURE_SECRET_TTL": "5m"}, "MEASURE_SECRET_TTL", "whole number"),
         ({"MEASURE_API_TIMEOUT": "0"}, "MEASURE_API_TIMEOUT", "between 1 and 120"),
         ({"MEASURE_BREAKER_COOLDOWN": "-1"}, "MEASURE_BREAKER_COOLDOWN", "whole number"),
+        ({"MEASURE_RETRY_SCHEDULE": "soon"}, "MEASURE_RETRY_SCHEDULE", "comma-separated seconds"),
+        ({"MEASURE_RETRY_SCHEDULE": "1,,4"}, "MEASURE_RETRY_SCHEDULE", "comma-separated seconds"),
+        ({"MEASURE_RETRY_SCHEDULE": "1,-2"}, "MEASURE_RETRY_SCHEDULE", "between 0 and"),
+        ({"MEASURE_RETRY_SCHEDULE": "1,nan"}, "MEASURE_RETRY_SCHEDULE", "between 0 and"),
+        ({"MEASURE_RETRY_SCHEDULE": "inf"}, "MEASURE_RETRY_SCHEDULE", "between 0 and"),
     ],
 )
 def test_each_bad_setting_is_named(env, name, fragment):
@@ -62,16 +72,21 @@ def test_plain_http_elsewhere_refused(url):
         check_endpoint(url)
 
 
-def test_a_bad_setting_stops_the_function_at_start_with_one_log_line_naming_it():
+@pytest.mark.parametrize(("setting", "value", "message"), [
+    ("MEASURE_SITE_IDS", "{not json", "MEASURE_SITE_IDS: is not valid JSON"),
+    # Read at start like every other setting, not on the first send (which would then fail every event).
+    ("MEASURE_RETRY_SCHEDULE", "30,2m", "MEASURE_RETRY_SCHEDULE: must be comma-separated seconds"),
+])
+def test_a_bad_setting_stops_the_function_at_start_with_one_log_line_naming_it(setting, value, message):
     import json
     import subprocess
     import sys
 
-    env = {"PATH": "/usr/bin:/bin", "MEASURE_ADVERTISER_ID": "877", "MEASURE_SITE_IDS": "{not json"}
+    env = {"PATH": "/usr/bin:/bin", **BASE, setting: value}
     result = subprocess.run([sys.executable, "-c", "import main"], capture_output=True, text=True, env=env,
                             timeout=60)
     assert result.returncode != 0
     (line,) = result.stdout.splitlines()
     record = json.loads(line)
-    assert record["severity"] == "CRITICAL" and record["setting"] == "MEASURE_SITE_IDS"
-    assert "MEASURE_SITE_IDS: is not valid JSON" in record["message"]
+    assert record["severity"] == "CRITICAL" and record["setting"] == setting
+    assert message in record["message"]

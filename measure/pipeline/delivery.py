@@ -4,35 +4,52 @@
     rejected              -> measure-dead-letter, with the reason
     transient             -> measure-retry, with attempt count, first failure, next due time, last error
 
-While the circuit breaker is open no attempt is made: the event goes straight to the retry topic.
+No attempt is made while the circuit breaker is open, or while the instance already has as many
+attempts in flight as the API currently bears (measure.pipeline.concurrency) and none comes free
+in time: the event goes straight to the retry topic ("deferred"), its attempt count unchanged.
 Every hand-on is confirmed by Pub/Sub before the attempt counts as handled; if it cannot be, the
-PublishError propagates so Eventarc redelivers the message (a repeat is harmless: the
+PublishError propagates so the message is delivered again (a repeat is harmless: the
 transaction_id is stable and the Measurement API answers "Duplicate request detected").
+
+Dead letters from anywhere in the pipeline (rejected, expired, undecodable) go through
+`Delivery.dead_letter`, so they share one shape and one log line.
 """
 
 from __future__ import annotations
 
-import base64
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 
 from measure import events, logs
 from measure.config import Config
 from measure.gcp.publisher import Publisher
 from measure.pipeline import retry
-from measure.pipeline.breaker import CircuitBreaker
-from measure.pipeline.message import Envelope, UndecodableMessageError, dead_letter_message, decode, retry_message
+from measure.pipeline.breaker import CircuitBreaker, retry_after
+from measure.pipeline.concurrency import ConcurrencyLimit
+from measure.pipeline.message import Envelope, dead_letter_message, retry_message
 from measure.tune import params as tune_params
 from measure.tune.client import MeasurementClient
 from measure.tune.outcome import Kind, Outcome
 
 
+class Result(StrEnum):
+    """What became of one event after `send` or a sweep handled it."""
+
+    DELIVERED = "delivered"
+    DUPLICATE = "duplicate"  # delivered before: done
+    DEAD_LETTERED = "dead_lettered"
+    RETRIED = "retried"  # attempted, failed for now: on the retry topic
+    DEFERRED = "deferred"  # not attempted (circuit open, or no slot in time): on the retry topic
+
+
+_DONE = {Kind.DELIVERED: Result.DELIVERED, Kind.DUPLICATE: Result.DUPLICATE}
+
+
 @dataclass(frozen=True)
 class Handled:
-    """What became of one event: `result` is delivered, duplicate, dead_lettered, retried or deferred."""
-
-    result: str
+    result: Result
     outcome: Outcome | None = None
 
 
@@ -45,77 +62,75 @@ class Delivery:
         breaker: CircuitBreaker | None = None,
         clock: Callable[[], float] = time.time,
         schedule: tuple[float, ...] | None = None,
+        limit: ConcurrencyLimit | None = None,
     ):
         self.config = config
         self.client = client
         self.publisher = publisher
-        self.breaker = breaker or CircuitBreaker()
+        self.breaker = breaker or CircuitBreaker(cooldown=config.breaker_cooldown)
+        self.limit = limit or ConcurrencyLimit()
         self.clock = clock
-        self.schedule = schedule or retry.schedule_from_env()
+        self.schedule = schedule or config.retry_schedule
 
-    # --- send: a Pub/Sub message from measure-events ---------------------------------------
-    def handle_cloud_event(self, cloud_event) -> Handled:
-        """The `send` function: the CloudEvent of a messagePublished (or a raw push converted to one)."""
-        message = (cloud_event.data or {}).get("message") or {}
-        try:
-            data = base64.b64decode(message.get("data") or "", validate=True)
-        except (ValueError, TypeError):
-            data = str(message.get("data")).encode()
-        return self.process(data, message.get("attributes") or {}, component="send")
-
-    def process(self, data: bytes, attributes: dict[str, str], component: str = "send") -> Handled:
-        try:
-            envelope = decode(data)
-        except UndecodableMessageError as exc:
-            self.dead_letter_raw(data, attributes, str(exc), component)
-            return Handled("dead_lettered")
-        return self.attempt(envelope, component)
-
-    def dead_letter_raw(self, data: bytes, attributes: dict[str, str], reason: str, component: str) -> None:
-        self.publisher.publish_one(
-            self.config.dead_letter_topic,
-            dead_letter_message("undecodable", reason, self.clock(), raw=data, attributes=attributes),
-        )
-        logs.warning("dead-lettered an undecodable message", component=component, reason=reason,
-                     event_id=attributes.get("event_id"), outcome="undecodable")
-
-    # --- the attempt itself, shared with sweep ------------------------------------------------
-    def attempt(self, envelope: Envelope, component: str) -> Handled:
+    def attempt(self, envelope: Envelope, component: str, wait: float | None = None) -> Handled:
+        """One attempt, if the breaker and the concurrency limit let it out; `wait` bounds the
+        seconds spent waiting for a slot (default: the API timeout, what one more attempt costs)."""
         event, state = envelope.event, envelope.retry
         site_id = self.config.site_id(event.platform, event.storefront)
         if site_id is None:
             reason = f"no site id configured for {event.platform}/{event.storefront} (MEASURE_SITE_IDS)"
-            return self._dead(envelope, "rejected", reason, component)
-        if not self.breaker.allow():
-            now = self.clock()
-            # It waits out the circuit's cooldown, when the next trial attempt may go out.
-            next_state = retry.deferred(state, "circuit open: the Measurement API keeps failing", now,
-                                        self.breaker.cooldown)
-            self.publisher.publish_one(self.config.retry_topic, retry_message(event, next_state))
-            logs.info("deferred: circuit open", component=component, event_id=event.event_id, outcome="deferred")
-            return Handled("deferred")
-        params = tune_params.to_params(event, advertiser_id=self.config.advertiser_id, site_id=site_id)
-        outcome = self.client.deliver(params)
+            return self.dead_letter("rejected", reason, component, envelope=envelope)
+        circuit_open = "circuit open: the Measurement API keeps failing"
+        if not self.breaker.ready():  # asked first, so an open circuit costs no wait for a slot
+            return self._defer(envelope, component, circuit_open, self.breaker.seconds_until_ready())
+        if not self.limit.acquire(self.config.api_timeout if wait is None else wait):
+            return self._defer(envelope, component, "concurrency limit: the Measurement API is slow to answer",
+                               self.schedule[0])
+        outcome = None
+        try:
+            if not self.breaker.allow():
+                return self._defer(envelope, component, circuit_open, self.breaker.seconds_until_ready())
+            params = tune_params.to_params(event, advertiser_id=self.config.advertiser_id, site_id=site_id)
+            outcome = self.client.deliver(params)
+        finally:
+            self.limit.release(outcome)
         self.breaker.record(outcome)
         self._log(event, outcome, component, state)
         if outcome.kind.done:
-            return Handled(outcome.kind.value, outcome)
+            return Handled(_DONE[outcome.kind], outcome)
         if outcome.kind is Kind.REJECTED:
-            return self._dead(envelope, "rejected", outcome.reason, component, outcome)
-        next_state = retry.after_failure(state, outcome.reason, self.clock(), self.schedule)
+            return self.dead_letter("rejected", outcome.reason, component, envelope=envelope, outcome=outcome)
+        next_state = retry.after_failure(state, outcome.reason, self.clock(), self.schedule, retry_after(outcome))
         self.publisher.publish_one(self.config.retry_topic, retry_message(event, next_state))
-        return Handled("retried", outcome)
+        return Handled(Result.RETRIED, outcome)
 
-    def _dead(self, envelope: Envelope, kind: str, reason: str, component: str,
-              outcome: Outcome | None = None) -> Handled:
-        attempts = (envelope.retry.attempt if envelope.retry else 0) + (1 if outcome else 0)
+    def _defer(self, envelope: Envelope, component: str, reason: str, delay: float) -> Handled:
+        # It waits out what held it back (the circuit's cooldown, or a first backoff step).
+        next_state = retry.deferred(envelope.retry, reason, self.clock(), delay)
+        self.publisher.publish_one(self.config.retry_topic, retry_message(envelope.event, next_state))
+        logs.info(f"deferred: {reason.partition(':')[0]}", component=component, event_id=envelope.event.event_id,
+                  outcome="deferred")
+        return Handled(Result.DEFERRED)
+
+    def dead_letter(self, kind: str, reason: str, component: str, *, envelope: Envelope | None = None,
+                    outcome: Outcome | None = None, raw: bytes | None = None,
+                    attributes: dict[str, str] | None = None) -> Handled:
+        """Hand an event (or an undecodable message's raw bytes) to measure-dead-letter.
+
+        kind: rejected (the API or our configuration said no), expired, undecodable."""
+        event = envelope.event if envelope else None
+        attempts = ((envelope.retry.attempt if envelope and envelope.retry else 0)
+                    + (1 if outcome else 0))
         self.publisher.publish_one(
             self.config.dead_letter_topic,
-            dead_letter_message(kind, reason, self.clock(), event=envelope.event, attempts=attempts),
+            dead_letter_message(kind, reason, self.clock(), event=event, attempts=attempts, raw=raw,
+                                attributes=attributes),
         )
-        logs.warning("dead-lettered", component=component, event_id=envelope.event.event_id, kind=kind,
-                     reason=reason, outcome=None if outcome else kind)
-        return Handled("dead_lettered", outcome)
+        event_id = event.event_id if event else (attributes or {}).get("event_id")
+        # An attempt's own "delivery" line already carries its outcome; other dead letters log theirs here.
+        logs.warning("dead-lettered", component=component, event_id=event_id, kind=kind, reason=reason,
+                     outcome=None if outcome else kind)
+        return Handled(Result.DEAD_LETTERED, outcome)
 
     def _log(self, event: events.Event, outcome: Outcome, component: str, state: retry.RetryState | None) -> None:
         # The line the log-based metrics count: message "delivery", outcome, latency_ms, event_age_s.

@@ -1,32 +1,19 @@
 """When to try a transiently failed event again, and how long to keep trying.
 
 Backoff per event: 30 s, 2 min, 10 min, 1 h, 6 h, then every 24 h, each with ±10 % jitter so a
-backlog that failed together does not come due together. The retry state travels in the retry
+backlog that failed together does not come due together (MEASURE_RETRY_SCHEDULE shortens it for
+rehearsals; measure.config reads and checks it at start). An API that says Retry-After is not
+asked again for that event before then. The retry state travels in the retry
 message itself (measure.pipeline.message), so any sweep instance can pick the event up.
 """
 
 from __future__ import annotations
 
-import os
 import random
 from dataclasses import asdict, dataclass
 
 SCHEDULE: tuple[float, ...] = (30, 120, 600, 3600, 6 * 3600, 24 * 3600)
 JITTER = 0.1
-
-
-def schedule_from_env() -> tuple[float, ...]:
-    """MEASURE_RETRY_SCHEDULE ("0.5,1,2" seconds) shortens the schedule for rehearsals and tests."""
-    raw = os.environ.get("MEASURE_RETRY_SCHEDULE", "").strip()
-    if not raw:
-        return SCHEDULE
-    try:
-        steps = tuple(float(step) for step in raw.split(","))
-    except ValueError:
-        raise ValueError(f"MEASURE_RETRY_SCHEDULE: must be comma-separated seconds, got {raw!r}") from None
-    if not steps or any(step < 0 for step in steps):
-        raise ValueError(f"MEASURE_RETRY_SCHEDULE: must be non-negative seconds, got {raw!r}")
-    return steps
 
 
 def backoff(attempt: int, schedule: tuple[float, ...] = SCHEDULE, rng=random.random) -> float:
@@ -61,12 +48,14 @@ class RetryState:
 
 
 def after_failure(
-    previous: RetryState | None, error: str, now: float, schedule: tuple[float, ...] = SCHEDULE
+    previous: RetryState | None, error: str, now: float, schedule: tuple[float, ...] = SCHEDULE,
+    retry_after: float | None = None,
 ) -> RetryState:
-    """The state after one more failed attempt."""
+    """The state after one more failed attempt; `retry_after` is the API's own Retry-After, seconds."""
     attempt = (previous.attempt if previous else 0) + 1
     first = previous.first_failure if previous else now
-    return RetryState(attempt, first, now + backoff(attempt, schedule), error[:500])
+    wait = max(backoff(attempt, schedule), retry_after or 0.0)
+    return RetryState(attempt, first, now + wait, error[:500])
 
 
 def deferred(previous: RetryState | None, reason: str, now: float, delay: float) -> RetryState:

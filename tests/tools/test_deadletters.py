@@ -13,6 +13,7 @@ from measure.gcp.publisher import Publisher, PublishError
 from measure.pipeline.message import dead_letter_message
 from measure.tools import deadletters
 
+
 def event(n: int, name: str = "purchase") -> Event:
     return Event(event_id=f"ev-{n}", event_name=name, user_id=f"player-{n}", ip="175.124.248.15",
                  time_stamp=int(time.time()) - 3600, platform="pc", storefront="steam", extras={"revenue": "4.99"})
