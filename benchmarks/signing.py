@@ -14,7 +14,8 @@ noise and a drift cancels; after a discarded warm-up there are at least 9 repeat
 Reported: the median ns/op of each side, each repeat's ratio Python ÷ Go and their median, which
 decides the row (a repeat's two figures share the machine's state, so their ratio is steadier than
 either figure). The Go reference is copied to a temporary directory and built once with
-`go test -c` (the reference's directory may be read-only); each Go run is one process (about 8 ms to start, not timed).
+`go test -c` (the reference's directory may be read-only); each Go run is one process (about 8 ms to
+start, not timed).
 """
 
 from __future__ import annotations
@@ -107,6 +108,7 @@ def paired_repeat(binary: Path, timer: timeit.Timer, chunk: int, chunks: int) ->
 def run(ctx: Context) -> None:
     from measure import events
     from measure.tune import signing
+    from measure.tune.params import to_params
 
     for args, truth in TRUTH:
         if signing.generate_signature(*args) != truth:
@@ -124,7 +126,7 @@ def run(ctx: Context) -> None:
                               "time_stamp": timestamp, "platform": "pc", "storefront": "steam"}],
                             site_ids={"pc/steam": "2960"}, max_age=86400, now=float(timestamp))[0]
     namespace["_e"] = signing.encode_post_params
-    namespace["_params"] = events.to_params(event, advertiser_id="877", site_id="2960")
+    namespace["_params"] = to_params(event, advertiser_id="877", site_id="2960")
     event_stmt = 'g("privatekey", "POST", h, "/serve", ts, e(params))'
     event_setup = "e = _e; params = _params"
 
