@@ -4,6 +4,9 @@ Config is read when the function starts (import of main.py): a missing or malfor
 stops it with one log line naming the setting. Everything else (Pub/Sub and Secret Manager
 calls, the HTTP session) is built on the first request that needs it, under a lock, so
 concurrent first requests build it once; each entry point builds only what it uses.
+Google's side, one of each per instance: the credentials (google.auth.default()), one
+AuthorizedSession for Pub/Sub's REST calls whose pool fits the instance's THREADS, and the
+Secret Manager client, built with those same credentials on the first secret read.
 """
 
 from __future__ import annotations
@@ -45,18 +48,40 @@ def start() -> config_module.Config:
         raise SystemExit(f"measure: configuration error: {exc}") from None
 
 
+def threads() -> int:
+    """Requests an instance serves at once (functions-framework's THREADS, set by terraform)."""
+    return max(10, int(os.environ.get("THREADS", "0") or 0))
+
+
+@_once
+def google_credentials():
+    from measure.gcp.credentials import default_credentials
+
+    return default_credentials()
+
+
+@_once
+def pubsub():
+    from measure.gcp import credentials, googleapi
+
+    emulated = credentials.emulator_host() is not None  # the emulator takes no credentials
+    return googleapi.pubsub(credentials.session(None if emulated else google_credentials(), threads()))
+
+
 @_once
 def secrets():
-    from measure.gcp.secrets import Secrets
+    from measure.gcp.secrets import SecretManagerSource, Secrets
 
-    return Secrets(config())
+    settings = config()
+    return Secrets(settings, SecretManagerSource(settings.project, settings.secret_ttl,
+                                                 credentials=google_credentials))
 
 
 @_once
 def publisher():
     from measure.gcp.publisher import Publisher
 
-    return Publisher(config().project or "")
+    return Publisher(config().project or "", build=pubsub)
 
 
 @_once
@@ -82,11 +107,11 @@ def sweeper():
     from measure.functions.sweep import Sweeper
     from measure.gcp.subscriber import Subscriber
 
-    return Sweeper(config(), delivery(), Subscriber(),
+    return Sweeper(config(), delivery(), Subscriber(pubsub()),
                    return_immediately=bool(os.environ.get("PUBSUB_EMULATOR_HOST")))
 
 
 def reset() -> None:
     """Forget every built object (tests that change the environment)."""
-    for get in (config, secrets, publisher, webhook, delivery, sweeper):
+    for get in (config, google_credentials, pubsub, secrets, publisher, webhook, delivery, sweeper):
         get.cache_clear()
