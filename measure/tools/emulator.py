@@ -349,7 +349,8 @@ def create_topology(project: str, *, emulator_host: str, push_endpoint: str | No
     existing push subscription is re-pointed at `push_endpoint`)."""
     import requests
 
-    from measure.gcp import admin, googleapi
+    from measure.gcp import googleapi
+    from measure.tools import pubsub_admin as admin
 
     names = names or Names()
     topology = Topology(project, emulator_host, names, push_endpoint, tap)

@@ -1,11 +1,12 @@
-"""measure.gcp.admin against the real emulator, checked with the client library as an independent reader."""
+"""measure.tools.pubsub_admin against the real emulator, checked with the client library as an independent reader."""
 
 from __future__ import annotations
 
 import pytest
 import requests
 
-from measure.gcp import admin, googleapi
+from measure.gcp import googleapi
+from measure.tools import pubsub_admin as admin
 from measure.tools.emulator import subscriber_client
 
 pytestmark = pytest.mark.emulator

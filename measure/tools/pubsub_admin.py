@@ -1,5 +1,6 @@
 """Creating topics and subscriptions over Pub/Sub's REST API, for the local topology (`make run`,
-the tests, the benchmarks) on the emulator. Never shipped: terraform creates the real ones.
+the tests, the benchmarks) on the emulator, over the functions' own REST client (measure.gcp).
+A tool, never shipped: terraform creates the real ones.
 
 Each create is idempotent: an existing resource (409 ALREADY_EXISTS) is kept, and an existing
 push subscription is re-pointed at the endpoint asked for.
