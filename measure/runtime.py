@@ -4,9 +4,9 @@ Config is read when the function starts (import of main.py): a missing or malfor
 stops it with one log line naming the setting. Everything else (Pub/Sub and Secret Manager
 calls, the HTTP session) is built on the first request that needs it, under a lock, so
 concurrent first requests build it once; each entry point builds only what it uses.
-Google's side, one of each per instance: the credentials (google.auth.default()), one
-AuthorizedSession for Pub/Sub's REST calls whose pool fits the instance's THREADS, and the
-Secret Manager client, built with those same credentials on the first secret read.
+Google's side, one of each per instance: one AuthorizedSession over google.auth.default()'s
+credentials for Pub/Sub's REST calls, its pool sized to the instance's THREADS (no credentials
+on the emulator), and the Secret Manager client, built on the first secret read.
 """
 
 from __future__ import annotations
@@ -54,27 +54,17 @@ def threads() -> int:
 
 
 @_once
-def google_credentials():
-    from measure.gcp.credentials import default_credentials
-
-    return default_credentials()
-
-
-@_once
 def pubsub():
     from measure.gcp import credentials, googleapi
 
-    emulated = credentials.emulator_host() is not None  # the emulator takes no credentials
-    return googleapi.pubsub(credentials.session(None if emulated else google_credentials(), threads()))
+    return googleapi.pubsub(credentials.pubsub_session(threads()))
 
 
 @_once
 def secrets():
-    from measure.gcp.secrets import SecretManagerSource, Secrets
+    from measure.gcp.secrets import Secrets
 
-    settings = config()
-    return Secrets(settings, SecretManagerSource(settings.project, settings.secret_ttl,
-                                                 credentials=google_credentials))
+    return Secrets(config())
 
 
 @_once
@@ -113,5 +103,5 @@ def sweeper():
 
 def reset() -> None:
     """Forget every built object (tests that change the environment)."""
-    for get in (config, google_credentials, pubsub, secrets, publisher, webhook, delivery, sweeper):
+    for get in (config, pubsub, secrets, publisher, webhook, delivery, sweeper):
         get.cache_clear()

@@ -34,22 +34,21 @@ class SecretManagerSource:
     """Reads `projects/P/secrets/ID/versions/latest`, caching each value for `ttl` seconds.
 
     The client is google-cloud-secret-manager's SecretManagerServiceClient, imported and built on
-    the first read (with `credentials()`, the instance's google.auth.default() credentials) so a
-    function that has its secrets locally never pays for the import."""
+    the first read, so a function that has its secrets locally never pays for the import; it finds
+    its credentials itself (google.auth.default(), as Google's samples build it)."""
 
     def __init__(
         self,
         project: str | None,
         ttl: float,
         *,
-        credentials: Callable[[], object] | None = None,
         client_factory: Callable[[], object] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.project = project
         self.ttl = ttl
         self.clock = clock
-        self._client_factory = client_factory or (lambda: _library_client(credentials))
+        self._client_factory = client_factory or _library_client
         self._client = None
         self._client_lock = threading.Lock()
         self._cache: dict[str, _Cached] = {}
@@ -119,10 +118,10 @@ def _cause(exc: Exception) -> str:
     return str(exc) if isinstance(exc, (CorruptSecretError, SecretUnavailableError)) else type(exc).__name__
 
 
-def _library_client(credentials: Callable[[], object] | None):
+def _library_client():
     from google.cloud import secretmanager
 
-    return secretmanager.SecretManagerServiceClient(credentials=credentials() if credentials else None)
+    return secretmanager.SecretManagerServiceClient()
 
 
 class Secrets:

@@ -63,9 +63,9 @@ class Clock:
 
 @pytest.fixture
 def make(fake):
-    def build(ttl=300, credentials=None):
+    def build(ttl=300):
         clock = Clock()
-        source = SecretManagerSource("p", ttl, credentials=credentials, clock=clock)
+        source = SecretManagerSource("p", ttl, clock=clock)
         return Secrets(load(BASE), source), fake, clock
 
     return build
@@ -131,13 +131,13 @@ def test_local_values_take_the_place_of_secrets_without_any_access(fake):
     assert fake.accesses == [] and fake.built == []
 
 
-def test_the_client_is_built_once_with_the_instances_credentials(make):
-    credentials = object()
-    secrets, fake, clock = make(credentials=lambda: credentials)
+def test_the_client_is_built_once_on_the_first_read(make):
+    secrets, fake, clock = make()
+    assert fake.built == []
     secrets.credentials()
     clock.now = 301
     secrets.webhook_tokens()
-    assert fake.built == [{"credentials": credentials}]
+    assert fake.built == [{}]
     assert len(fake.accesses) == 3
 
 
