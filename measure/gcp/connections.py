@@ -1,12 +1,13 @@
 """Keep-alive HTTP/1.1 connections over the standard library's http.client, pooled per origin.
 
-Both kinds of outbound call go through here: the Measurement API (measure.tune.client) and Google's
-REST APIs (measure.gcp.googleapi). Why not urllib3: importing it took about 35 ms of every cold
+Only the Measurement API's calls (measure.tune.client) go through here, until that client moves
+onto requests too (issue 13); Google's REST calls already go over google-auth's AuthorizedSession
+(measure.gcp.googleapi). Why not urllib3: importing it took about 35 ms of every cold
 start, a third of the 1.3× budget (benchmarks/RESULTS.md), while http.client, ssl and select are
 already loaded by functions-framework. What the functions need is small, and all here:
 keep-alive reuse shared by an instance's threads, separate connect and read timeouts, TLS
 verified against the system's trust store (as urllib3 2 does), no redirects, no retries (a
-retry is the caller's decision: the pipeline's backoff, or googleapi's within a deadline).
+retry is the caller's decision: the pipeline's backoff).
 """
 
 from __future__ import annotations
