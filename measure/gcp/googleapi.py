@@ -18,6 +18,7 @@ import random
 import time
 from dataclasses import dataclass
 
+import google.auth.exceptions
 import requests
 
 CONNECT_TIMEOUT = 5.0
@@ -91,8 +92,6 @@ class Api:
         """One API call. Transient failures (no answer, a failed token fetch, 408/409 ABORTED/429/5xx)
         are tried again after a backoff pause until `timeout` seconds have passed, unless `retry`
         is False; then DeadlineExceededError, or ApiError for an answer that will not change."""
-        import google.auth.exceptions
-
         what = what or f"{method} {path}"
         payload = None if body is None else json.dumps(body, separators=(",", ":")).encode()
         deadline = time.monotonic() + timeout

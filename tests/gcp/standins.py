@@ -16,6 +16,8 @@ class StandIn:
 
     def __init__(self):
         self.requests: list[tuple[float, str, str, dict, bytes]] = []
+        self.connections: set[tuple[str, int]] = set()  # the clients' (address, port): one a TCP connection
+        self.delay = 0.0  # seconds before each answer
         self.lock = threading.Lock()
         stand_in = self
 
@@ -25,7 +27,10 @@ class StandIn:
             def _answer(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
+                if stand_in.delay:
+                    time.sleep(stand_in.delay)
                 with stand_in.lock:
+                    stand_in.connections.add(self.client_address)
                     # self.headers: looked up case-insensitively, as HTTP headers are
                     stand_in.requests.append((time.monotonic(), self.command, self.path, self.headers, body))
                 status, answer, headers = stand_in.answer(self.command, self.path, dict(self.headers), body)

@@ -90,3 +90,22 @@ def test_a_401_refreshes_the_token_and_the_call_is_made_again(servers, tmp_path)
     assert result == {"calls": 1, "errors": []}
     assert tokens_used(pubsub) == ["Bearer tok-1", "Bearer tok-2"]
     assert metadata.token_fetches == 2
+
+
+def test_the_session_keeps_a_connection_for_each_of_the_instances_threads(servers):
+    import threading
+
+    from measure.gcp import credentials, googleapi
+
+    pubsub = servers(PubsubStandIn)
+    pubsub.delay = 0.05  # long enough that all 16 calls of a round are in flight together
+    api = googleapi.Api(pubsub.url, credentials.session(None, 16))
+    for _ in range(4):
+        threads = [threading.Thread(target=api.call, args=("POST", "/v1/t:publish", {"messages": []}),
+                                    kwargs={"timeout": 10}) for _ in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert len(pubsub.calls("publish")) == 64
+    assert len(pubsub.connections) == 16  # a pool smaller than THREADS would open new ones every round
