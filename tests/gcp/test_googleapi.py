@@ -125,3 +125,11 @@ def test_retry_after_as_an_http_date():
     assert 25 < googleapi.retry_after({"Retry-After": future}) <= 30
     assert googleapi.retry_after({"Retry-After": "2"}) == 2.0
     assert googleapi.retry_after({}) is None and googleapi.retry_after({"Retry-After": "soon"}) is None
+
+
+def test_with_pubsub_emulator_host_set_calls_go_there_over_http_without_credentials(pubsub):
+    stand_in = pubsub()
+    assert Publisher("p").publish("t", [(b"a", {})]) == ["0"]
+    [(_, headers)] = stand_in.calls("publish")
+    assert headers.get("Authorization") is None
+    assert googleapi.pubsub().base_url == f"http://{stand_in.host}"
