@@ -24,13 +24,14 @@ def event(n: int, name: str = "purchase") -> Event:
 @pytest.fixture
 def held(topology):
     """Four dead letters: two rejected, one expired (3 days ago), one undecodable (raw, with an ip)."""
+    now = time.time()  # ages are read against the clock when listed: stamp them now, not at import
     letters = [
-        dead_letter_message("rejected", "Invalid site_id for advertiser", NOW - 7200, event=event(1), attempts=1),
-        dead_letter_message("rejected", "Currency code XXX is not supported", NOW - 600, event=event(2, "level_up"),
+        dead_letter_message("rejected", "Invalid site_id for advertiser", now - 7200, event=event(1), attempts=1),
+        dead_letter_message("rejected", "Currency code XXX is not supported", now - 600, event=event(2, "level_up"),
                             attempts=1),
-        dead_letter_message("expired", "gave up after 9 attempts; last error: HTTP 503", NOW - 3 * 86400,
+        dead_letter_message("expired", "gave up after 9 attempts; last error: HTTP 503", now - 3 * 86400,
                             event=event(3), attempts=9),
-        dead_letter_message("undecodable", "data is not UTF-8 JSON", NOW - 60,
+        dead_letter_message("undecodable", "data is not UTF-8 JSON", now - 60,
                             raw=b'{"user_id": "x", "ip": "81.2.69.142", broken', attributes={"source": "test"}),
     ]
     for data, attributes in letters:
