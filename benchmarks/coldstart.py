@@ -8,6 +8,11 @@ to one CPU. Every round runs each process once, in a new shuffled order; a targe
 median over rounds of its wall time over the same round's baseline (as the signing row pairs Go
 and Python), because this machine's speed swings within seconds. One extra `-X importtime` run per
 target says which imports the time goes to.
+
+The idiomatic peer (benchmarks/peer_function.py: google-cloud-pubsub's PublisherClient as Google's
+samples use it) runs beside receive; the row compares what each adds to a bare function's cold
+start, with local secrets and with the webhook tokens read from Secret Manager on the first call
+(SecretManagerServiceClient faked at the class, 20 ms an access, the library itself imported).
 """
 
 from __future__ import annotations
@@ -36,11 +41,29 @@ from benchmarks.common import (
 )
 
 BASELINE = "import functions_framework, os; os._exit(0)"
+SECRET_MANAGER_RECEIVE = "receive, tokens from Secret Manager"
+SECRET_MANAGER_PEER = "peer, tokens from Secret Manager"
 
-# argv: target, source, signature type, request (JSON: method, path, headers, body)
+# argv: target, source, signature type, request (JSON: method, path, headers, body).
+# BENCH_FAKE_SECRET_MANAGER=value: SecretManagerServiceClient answers every secret with `value`.
 PROBE = """
 import json, os, sys, time
 t0 = time.perf_counter()
+if os.environ.get("BENCH_FAKE_SECRET_MANAGER"):
+    from types import SimpleNamespace
+    import google_crc32c
+    from google.cloud import secretmanager
+
+    class FakeSecretManager:
+        def __init__(self, **kwargs):
+            pass
+
+        def access_secret_version(self, request):
+            time.sleep(0.02)
+            data = os.environ["BENCH_FAKE_SECRET_MANAGER"].encode()
+            return SimpleNamespace(payload=SimpleNamespace(data=data, data_crc32c=google_crc32c.value(data)))
+
+    secretmanager.SecretManagerServiceClient = FakeSecretManager
 import functions_framework
 t1 = time.perf_counter()
 target, source, kind, request = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
@@ -72,9 +95,13 @@ def requests_for(topology, source: str = "main.py") -> dict[str, tuple[str, str,
     form = {"path": "/measure", "headers": {"Authorization": f"Bearer {TOKEN}",
                                             "Content-Type": "application/x-www-form-urlencoded"},
             "body": urlencode(seed_event(2, now))}
+    peer = str(BENCH / "peer_function.py")
     return {
         "bare function": ("bare", str(BENCH / "bare_function.py"), "http", form, 202),
         "receive": ("receive", source, "http", form, 202),
+        "peer": ("peer", peer, "http", form, 202),
+        SECRET_MANAGER_RECEIVE: ("receive", source, "http", form, 202),
+        SECRET_MANAGER_PEER: ("peer", peer, "http", form, 202),
         "send": ("send", source, "cloudevent", {"path": "/", "headers": ce_headers, "body": json.dumps(push)},
                  200),
         "sweep": ("sweep", source, "http", {"path": "/", "headers": {}, "body": ""}, 200),
@@ -109,10 +136,12 @@ def top_imports(argv: list[str], env: dict[str, str], n: int = 6) -> str:
 def warm_pulls(topology, seconds: float = 5.0) -> None:
     """sweep's first request pulls (empty) from the retry subscription: the emulator's pull path
     warms up like its publish path, so exercise it before measuring."""
+    import requests
+
     from measure.gcp import googleapi
     from measure.gcp.subscriber import Subscriber
 
-    subscriber = Subscriber(googleapi.Api(f"http://{topology.emulator_host}", googleapi.NoToken()))
+    subscriber = Subscriber(googleapi.Api(f"http://{topology.emulator_host}", requests.Session()))
     path = subscriber.subscription_path(topology.project, topology.names.retry_subscription)
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -141,10 +170,15 @@ def run(ctx: Context) -> None:
     argv_of = {"import functions_framework": [*pin, PY, "-c", BASELINE]}
     for name, (target, source, kind, request, _) in targets.items():
         argv_of[name] = [*pin, PY, "-c", PROBE, target, source, kind, json.dumps(request)]
+    # The Secret Manager runs: no local tokens, the fake answers them.
+    secret_env = {k: v for k, v in env.items() if k != "MEASURE_WEBHOOK_TOKENS"}
+    secret_env["BENCH_FAKE_SECRET_MANAGER"] = TOKEN
+    env_of = {name: secret_env if name in (SECRET_MANAGER_RECEIVE, SECRET_MANAGER_PEER) else env
+              for name in argv_of}
     walls: dict[str, list[float]] = {name: [] for name in argv_of}
     parts: dict[str, list[dict]] = {name: [] for name in targets}
-    for argv in argv_of.values():  # once each first: disk caches and .pyc files, not measured
-        timed(argv, env)
+    for name, argv in argv_of.items():  # once each first: disk caches and .pyc files, not measured
+        timed(argv, env_of[name])
     order = list(argv_of)
     shuffle = random.Random(7).shuffle  # a fixed seed: the same orders on every run of the benchmark
     for _ in range(runs):
@@ -152,7 +186,7 @@ def run(ctx: Context) -> None:
         # swings; each target's ratio is taken against the baseline of its own round.
         shuffle(order)
         for name in order:
-            wall, out = timed(argv_of[name], env)
+            wall, out = timed(argv_of[name], env_of[name])
             walls[name].append(wall)
             if name in targets:
                 probe = json.loads(out.strip().splitlines()[-1])
@@ -172,15 +206,28 @@ def run(ctx: Context) -> None:
         spread = f"{min(paired):.2f}–{max(paired):.2f}"
         rows.append([name, fmt(wall * 1000), f"{ratio:.2f}× ({spread})", fmt(median(x["import_ff"] for x in p) * 1000),
                      fmt(median(x["create_app"] for x in p) * 1000), fmt(median(x["first_request"] for x in p) * 1000),
-                     top_imports(argv_of[name][len(pin):], env)])
+                     top_imports(argv_of[name][len(pin):], env_of[name])])
         ctx.figures["coldstart"][name] = {"wall_s": wall, "ratio": ratio, "ratios": paired,
                                           "first_request_s": median(x["first_request"] for x in p)}
-        if name != "bare function":
+        if name in ("receive", "send", "sweep"):
             ctx.row(f"cold start, {name}", f"{fmt(wall * 1000)} ms", f"{fmt(base * 1000)} ms (import ff)",
                     f"{ratio:.2f}×", "≤ 1.3×", ratio <= 1.3,
                     note=f"median of {len(paired)} paired ratios (range {spread}); create_app "
                          f"{fmt(median(x['create_app'] for x in p) * 1000)} ms, first request "
                          f"{fmt(median(x['first_request'] for x in p) * 1000)} ms")
+    bare = walls["bare function"]
+    for ours, theirs, secrets in (("receive", "peer", "local secrets"),
+                                  (SECRET_MANAGER_RECEIVE, SECRET_MANAGER_PEER, "tokens from Secret Manager")):
+        # What each adds to a bare function's cold start, paired within each round.
+        added_ours = [o - b for o, b in zip(walls[ours], bare, strict=True)]
+        added_peer = [p - b for p, b in zip(walls[theirs], bare, strict=True)]
+        share = median(o / p for o, p in zip(added_ours, added_peer, strict=True) if p > 0)
+        ctx.figures["coldstart"][f"added vs peer, {secrets}"] = {
+            "ours_ms": 1000 * median(added_ours), "peer_ms": 1000 * median(added_peer), "ratio": share}
+        ctx.row(f"cold start added to a bare function, receive vs the idiomatic peer ({secrets})",
+                f"+{fmt(1000 * median(added_ours))} ms", f"peer +{fmt(1000 * median(added_peer))} ms",
+                f"{share:.2f}×", "≤ 0.5× the peer's", share <= 0.5,
+                note=f"median of {len(added_ours)} per-round ratios; peer: benchmarks/peer_function.py")
     ctx.table(
         f"Cold start: median wall ms of a fresh process on CPU {SERVER_CPUS}, {runs} rounds in shuffled order",
         ["process", "wall ms", "÷ import ff (median of per-round ratios, range)", "import ff ms", "create_app ms",

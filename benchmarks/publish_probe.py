@@ -6,8 +6,9 @@
 over, for `--seconds`; prints one JSON line with messages/s. `--mode client` goes through
 measure.gcp.publisher.Publisher as receive does (concurrent callers' messages share Publish calls);
 `--mode direct` makes one Publish call per caller per batch, body built once, no sharing: about
-what the emulator itself takes. Run it pinned to the CPU the function gets and it says how much
-of receive's figure the publish path alone allows.
+what the emulator itself takes; `--mode peer` publishes with google-cloud-pubsub's PublisherClient
+as the idiomatic peer does (`publish(...).result()` for each message). Run it pinned to the CPU
+the function gets and it says how much of receive's figure the publish path alone allows.
 """
 
 from __future__ import annotations
@@ -35,22 +36,37 @@ def publisher_of(publisher: Publisher, topic: str):
     return publish
 
 
+def peer_publisher(topic: str):
+    """google-cloud-pubsub as Google's samples use it: one global client, a future a message, each awaited."""
+    from google.cloud import pubsub_v1
+
+    client = pubsub_v1.PublisherClient()
+    path = client.topic_path(os.environ["GOOGLE_CLOUD_PROJECT"], topic)
+
+    def publish(batch):
+        for future in [client.publish(path, data, **attributes) for data, attributes in batch]:
+            future.result()
+
+    return publish
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.publish_probe")
     parser.add_argument("--topic", required=True)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--threads", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--mode", choices=("client", "direct"), default="client")
+    parser.add_argument("--mode", choices=("client", "direct", "peer"), default="client")
     args = parser.parse_args(argv)
     now = int(time.time())
     raw = [{"user_id": f"probe-{i:08d}", "event_name": "game_open", "ip": "175.124.248.15", "time_stamp": now,
             "platform": "pc", "storefront": "steam"} for i in range(args.batch)]
     messages = [event_message(e) for e in validate(raw, site_ids={"pc/steam": "2960"}, now=now)]
     publisher = Publisher(os.environ["GOOGLE_CLOUD_PROJECT"])
-    publisher.publish(args.topic, messages[:1])  # connect first
-    publish = publisher_of(publisher, args.topic) if args.mode == "direct" else (
-        lambda batch: publisher.publish(args.topic, batch))
+    publish = {"direct": lambda: publisher_of(publisher, args.topic),
+               "peer": lambda: peer_publisher(args.topic),
+               "client": lambda: lambda batch: publisher.publish(args.topic, batch)}[args.mode]()
+    publish(messages[:1])  # connect first
     count = [0] * args.threads
     deadline = time.monotonic() + args.seconds
 

@@ -1,8 +1,10 @@
-"""receive under load: one event per request against a bare function, and batches of 500.
+"""receive under load: one event per request against a bare function and the idiomatic peer
+(benchmarks/peer_function.py: google-cloud-pubsub's PublisherClient, `publish(...).result()`, as
+Google's samples write it), and batches of 500.
 
-Both servers are functions-framework as Cloud Run runs it (gunicorn, WORKERS=1, THREADS=16: the
+All servers are functions-framework as Cloud Run runs it (gunicorn, WORKERS=1, THREADS=16: the
 deployed concurrency of receive), pinned to one CPU like a 1-vCPU instance; wrk runs on the other
-CPU with the Pub/Sub emulator. Repeats alternate bare and receive, so the ratio is side by side.
+CPU with the Pub/Sub emulator. Repeats alternate bare, peer and receive, so the ratios are side by side.
 The publish path alone (measure.gcp.publisher.Publisher against the emulator, pinned the same way) is
 measured too: it says how much of receive's figure the emulator leaves room for.
 """
@@ -89,15 +91,21 @@ def run(ctx: Context) -> None:
     form, as_json = "application/x-www-form-urlencoded", "application/json"
 
     bare = start_function(ctx, "bare", "bare", env=env, threads=THREADS, source=BENCH / "bare_function.py")
+    # The peer imports measure's validation: the repository on its path, as main.py has it beside it.
+    peer = start_function(ctx, "peer", "peer", env={**env, "PYTHONPATH": str(BENCH.parent)}, threads=THREADS,
+                          source=BENCH / "peer_function.py")
     ours = start_function(ctx, "receive", "receive", env=env, threads=THREADS)
     try:
         warm_up = warm_emulator(ctx, topology)
-        for server, bodies, kind in ((bare, single, form), (ours, single, form), (ours, batches, as_json)):
+        for server, bodies, kind in ((bare, single, form), (peer, single, form), (ours, single, form),
+                                     (ours, batches, as_json)):
             run_wrk(server.url + "/measure", bodies, kind, connections=4, seconds=2, headers=AUTH)  # warm
-        runs: dict[str, list[dict]] = {"bare": [], "ours": [], "bare_batch": [], "ours_batch": []}
+        runs: dict[str, list[dict]] = {"bare": [], "peer": [], "ours": [], "bare_batch": [], "ours_batch": []}
         with MemorySampler(ours.proc.pid) as memory:
             for _ in range(ctx.repeats):
                 runs["bare"].append(with_cpu(bare, lambda: run_wrk(bare.url + "/measure", single, form,
+                                                                   connections=THREADS, seconds=seconds, headers=AUTH)))
+                runs["peer"].append(with_cpu(peer, lambda: run_wrk(peer.url + "/measure", single, form,
                                                                    connections=THREADS, seconds=seconds, headers=AUTH)))
                 runs["ours"].append(with_cpu(ours, lambda: run_wrk(ours.url + "/measure", single, form,
                                                                    connections=THREADS, seconds=seconds, headers=AUTH)))
@@ -114,34 +122,41 @@ def run(ctx: Context) -> None:
                         seconds=batch_seconds, headers=AUTH)
     finally:
         stop(ours)
+        stop(peer)
         stop(bare)
     ctx.record_memory("receive", memory.peak)
     probes = 1 if ctx.quick else 3
     ceiling_single = [publish_ceiling(ctx, topology, 1, 2.0) for _ in range(probes)]
     ceiling_batch = [publish_ceiling(ctx, topology, BATCH, 2.0) for _ in range(probes)]
     ceiling_direct = [publish_ceiling(ctx, topology, BATCH, 2.0, "direct") for _ in range(probes)]
+    ceiling_peer = [publish_ceiling(ctx, topology, 1, 2.0, "peer") for _ in range(probes)]
 
     errors = {k: sum(r["errors"] for r in v) for k, v in runs.items()}
-    if errors["ours"] or errors["ours_batch"]:
+    if errors["ours"] or errors["ours_batch"] or errors["peer"]:
         raise RuntimeError(f"receive answered errors under load: {errors}; see {ctx.workdir}/receive.log")
 
     def m(kind: str, key: str) -> float:
         return median(r[key] for r in runs[kind])
 
-    rps_bare, rps_ours = m("bare", "rps"), m("ours", "rps")
+    rps_bare, rps_ours, rps_peer = m("bare", "rps"), m("ours", "rps"), m("peer", "rps")
     ratio = rps_ours / max(rps_bare, 1e-9)
+    peer_ratio = rps_ours / max(rps_peer, 1e-9)
     cpu_bare, cpu_ours = m("bare", "server_cpu_ms_per_request"), m("ours", "server_cpu_ms_per_request")
+    cpu_peer = m("peer", "server_cpu_ms_per_request")
     # Server CPU per batch x batches per second: how busy the one CPU was (1.0 = saturated).
     batch_cpu_share = m("ours_batch", "server_cpu_ms_per_request") * m("ours_batch", "rps") / 1000
     events_s = m("ours_batch", "rps") * BATCH
     pub1, pub500 = median(c["per_s"] for c in ceiling_single), median(c["per_s"] for c in ceiling_batch)
     direct500 = median(c["per_s"] for c in ceiling_direct)
+    peer1 = median(c["per_s"] for c in ceiling_peer)
     ctx.figures["receive"] = {
         "single_rps": rps_ours, "single_p50_ms": m("ours", "p50_ms"), "single_p99_ms": m("ours", "p99_ms"),
-        "bare_rps": rps_bare, "batch_events_s": events_s, "threads": THREADS,
+        "bare_rps": rps_bare, "peer_rps": rps_peer, "peer_server_cpu_ms_per_request": cpu_peer,
+        "batch_events_s": events_s, "threads": THREADS,
         # CPU-seconds per event on the 1-CPU instance, when the server is CPU-bound.
         "cpu_s_per_event_single": 1 / max(rps_ours, 1e-9), "cpu_s_per_event_batch": 1 / max(events_s, 1e-9),
         "publish_ceiling_single": pub1, "publish_ceiling_batch": pub500, "publish_ceiling_direct": direct500,
+        "publish_ceiling_peer_single": peer1,
         "server_cpu_ms_per_request_single": cpu_ours, "bare_server_cpu_ms_per_request": cpu_bare,
         "emulator_warm_up": warm_up, "batch_server_cpu_share": batch_cpu_share,
         "peak_pss_mib": memory.peak,
@@ -158,11 +173,14 @@ def run(ctx: Context) -> None:
         f"on CPU {SERVER_CPUS}",
         ["server, body", "requests/s", "events/s", "p50 ms", "p99 ms", "wrk CPU", "requests/s per repeat"],
         [line("bare function, one form event", "bare"),
+         line("peer (pubsub_v1.PublisherClient, publish().result()), one form event", "peer"),
          line("receive, one form event", "ours"),
          line(f"bare function, JSON batch of {BATCH} (-c{BATCH_CONNECTIONS})", "bare_batch", BATCH),
          line(f"receive, JSON batch of {BATCH} (-c{BATCH_CONNECTIONS}, {batch_seconds:g} s)", "ours_batch", BATCH),
          ["publish only (Publisher → emulator), 1 message a call, 16 callers", "—", fmt(pub1), "—", "—", "—",
           ", ".join(fmt(c["per_s"]) for c in ceiling_single)],
+         ["publish only (peer: PublisherClient, publish().result()), 1 message a call, 16 callers", "—",
+          fmt(peer1), "—", "—", "—", ", ".join(fmt(c["per_s"]) for c in ceiling_peer)],
          [f"publish only, {BATCH} messages a call, 16 callers", "—", fmt(pub500), "—", "—", "—",
           ", ".join(fmt(c["per_s"]) for c in ceiling_batch)],
          [f"emulator: one Publish RPC of {BATCH} raw messages a call, 16 callers", "—", fmt(direct500), "—", "—",
@@ -174,7 +192,8 @@ def run(ctx: Context) -> None:
              f"client's per-message machinery (one RPC a batch): about the emulator's own ceiling. Before the rows, "
              f"the emulator was warmed until its publish rate settled: "
              f"{', '.join(fmt(r) for r in warm_up)} msg/s. Server CPU per one-event request (the server's "
-             f"process group, user + system): bare {cpu_bare:.2f} ms, receive {cpu_ours:.2f} ms, so a receive "
+             f"process group, user + system): bare {cpu_bare:.2f} ms, peer {cpu_peer:.2f} ms, "
+             f"receive {cpu_ours:.2f} ms, so a receive "
              f"instance bound by its CPU alone would serve {cpu_bare / max(cpu_ours, 1e-9):.2f}× the bare "
              f"function's requests.")
     ctx.row("receive, one event per request", f"{fmt(rps_ours)} req/s, p50 {fmt(m('ours', 'p50_ms'), 1)} ms, "
@@ -183,6 +202,11 @@ def run(ctx: Context) -> None:
             f"{ratio:.2f}×", "≥ 0.6×", ratio >= 0.6,
             note=f"publish-only ceiling {fmt(pub1)} msg/s; server CPU a request {cpu_ours:.2f} ms vs bare "
                  f"{cpu_bare:.2f} ms ({cpu_bare / max(cpu_ours, 1e-9):.2f}×)")
+    ctx.row("receive vs the idiomatic peer, one event per request", f"{fmt(rps_ours)} req/s",
+            f"peer {fmt(rps_peer)} req/s, p50 {fmt(m('peer', 'p50_ms'), 1)} ms, p99 {fmt(m('peer', 'p99_ms'), 1)} ms",
+            f"{peer_ratio:.2f}×", "≥ 1.5× the peer", peer_ratio >= 1.5,
+            note=f"peer: benchmarks/peer_function.py (google-cloud-pubsub as Google's samples use it); server CPU "
+                 f"a request: receive {cpu_ours:.2f} ms, peer {cpu_peer:.2f} ms")
     ctx.row(f"receive, batches of {BATCH}", f"{fmt(events_s)} events/s",
             f"publish-only {fmt(pub500)} msg/s (client), {fmt(direct500)} msg/s (one RPC a batch)",
             f"{events_s / max(pub500, 1e-9):.2f}× of publish-only", "≥ 20,000 events/s", events_s >= 20_000,

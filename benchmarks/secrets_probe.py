@@ -3,7 +3,7 @@
     python -m benchmarks.secrets_probe --target send --events 10000 --threads 16 --out result.json
 
 The environment has no local secret values, so measure reads Secret Manager; the fake stands in
-for `SecretManagerServiceClient.access_secret_version` (as tests/gcp/test_secrets.py does), takes
+for `SecretManagerServiceClient` (the class itself, as tests/gcp/test_secrets.py does), takes
 20 ms per access like a network call, and counts every access. The events go through the real
 entry point (functions-framework's app, Flask test clients, one per thread): receive publishes to
 the emulator, send delivers to the sandbox.
@@ -21,6 +21,8 @@ from collections import Counter
 from types import SimpleNamespace
 from urllib.parse import urlencode
 
+import google_crc32c
+
 from benchmarks.common import CONSUMER_KEY, PRIVATE_KEY, TOKEN, seed_event
 
 
@@ -35,7 +37,8 @@ class FakeSecretManager:
         with self._lock:
             self.accesses.append((time.monotonic(), secret_id))
         time.sleep(0.02)
-        return SimpleNamespace(payload=SimpleNamespace(data=self.values[secret_id].encode()))
+        data = self.values[secret_id].encode()
+        return SimpleNamespace(payload=SimpleNamespace(data=data, data_crc32c=google_crc32c.value(data)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,11 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
 
-    from measure.gcp import secrets as secrets_module
+    from google.cloud import secretmanager
 
     fake = FakeSecretManager({"measure-consumer-key": CONSUMER_KEY, "measure-private-key": PRIVATE_KEY,
                               "measure-webhook-tokens": f"{TOKEN}\nrotated-token"})
-    secrets_module._default_client = lambda: fake
+    secretmanager.SecretManagerServiceClient = lambda **kwargs: fake  # the library's class, faked
 
     import functions_framework
 

@@ -4,6 +4,9 @@ Config is read when the function starts (import of main.py): a missing or malfor
 stops it with one log line naming the setting. Everything else (Pub/Sub and Secret Manager
 calls, the HTTP session) is built on the first request that needs it, under a lock, so
 concurrent first requests build it once; each entry point builds only what it uses.
+Google's side, one of each per instance: one AuthorizedSession over google.auth.default()'s
+credentials for Pub/Sub's REST calls, its pool sized to the instance's THREADS (no credentials
+on the emulator), and the Secret Manager client, built on the first secret read.
 """
 
 from __future__ import annotations
@@ -45,6 +48,18 @@ def start() -> config_module.Config:
         raise SystemExit(f"measure: configuration error: {exc}") from None
 
 
+def threads() -> int:
+    """Requests an instance serves at once (functions-framework's THREADS, set by terraform)."""
+    return max(10, int(os.environ.get("THREADS", "0") or 0))
+
+
+@_once
+def pubsub():
+    from measure.gcp import credentials, googleapi
+
+    return googleapi.pubsub(credentials.pubsub_session(threads()))
+
+
 @_once
 def secrets():
     from measure.gcp.secrets import Secrets
@@ -56,7 +71,7 @@ def secrets():
 def publisher():
     from measure.gcp.publisher import Publisher
 
-    return Publisher(config().project or "")
+    return Publisher(config().project or "", build=pubsub)
 
 
 @_once
@@ -71,12 +86,12 @@ def delivery():
     from measure.pipeline.breaker import CircuitBreaker
     from measure.pipeline.concurrency import ConcurrencyLimit
     from measure.pipeline.delivery import Delivery
-    from measure.tune.client import DEFAULT_POOL_SIZE, MeasurementClient
+    from measure.tune.client import MeasurementClient
 
     settings = config()
     # One keep-alive connection per concurrent request: functions-framework serves THREADS at once.
     client = MeasurementClient(settings.endpoint, secrets().credentials, read_timeout=settings.api_timeout,
-                               pool_size=int(os.environ.get("THREADS") or DEFAULT_POOL_SIZE))
+                               pool_size=threads())
     return Delivery(settings, client, publisher(), CircuitBreaker(cooldown=settings.breaker_cooldown),
                     limit=ConcurrencyLimit())
 
@@ -93,11 +108,11 @@ def sweeper():
     from measure.functions.sweep import Sweeper
     from measure.gcp.subscriber import Subscriber
 
-    return Sweeper(config(), delivery(), Subscriber(),
+    return Sweeper(config(), delivery(), Subscriber(pubsub()),
                    return_immediately=bool(os.environ.get("PUBSUB_EMULATOR_HOST")))
 
 
 def reset() -> None:
     """Forget every built object (tests that change the environment)."""
-    for get in (config, secrets, publisher, webhook, delivery, sender, sweeper):
+    for get in (config, pubsub, secrets, publisher, webhook, delivery, sender, sweeper):
         get.cache_clear()

@@ -1,48 +1,43 @@
-"""Google's REST APIs (Pub/Sub, Secret Manager) for the calls the functions make on their hot path.
+"""Pub/Sub's REST API v1 as JSON calls over one requests session, transient failures retried in time.
 
-Why not the client libraries here: importing `google.cloud.pubsub_v1` (gRPC, proto-plus) took
-about 420 ms of every cold start of receive and sweep, and its per-message futures and batch
-threads took 72% of receive's CPU (benchmarks/RESULTS.md). Each call we need is one JSON request
-over the keep-alive pool the package already uses for the Measurement API (measure.gcp.connections).
-The client libraries
-stay where start-up time does not matter: the command-line tools and the tests' own checks.
+The session is google-auth's AuthorizedSession (measure.gcp.credentials): it carries the token,
+refreshes it before it expires and on a 401. What is decided here is which answers are worth
+another try and how long to wait before it.
 
-Where a call goes and with what credentials, as the client libraries decide it:
-    PUBSUB_EMULATOR_HOST set    -> Pub/Sub calls go to the emulator over plain http, no token
-    running on Google Cloud     -> the metadata server's token for the function's service account
-      (K_SERVICE is set)           (GCE_METADATA_HOST overrides its address, as for google-auth)
-    anywhere else               -> Application Default Credentials through google-auth
+Why REST and not google-cloud-pubsub: importing `google.cloud.pubsub_v1` (gRPC, proto-plus) took
+about 230 ms of every cold start of receive and sweep, and its per-message futures and batch
+threads most of receive's CPU (benchmarks/RESULTS.md: the peer row runs that library side by
+side). Each call the functions make is one JSON request.
 """
 
 from __future__ import annotations
 
+import email.utils
 import json
-import os
 import random
-import threading
 import time
+from dataclasses import dataclass
 
-from measure.gcp.connections import HTTPError, Pool, RequestTimeoutError
+import google.auth.exceptions
+import requests
 
-CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
-PUBSUB_URL = "https://pubsub.googleapis.com"
-SECRET_MANAGER_URL = "https://secretmanager.googleapis.com"  # noqa: S105 (an address, not a secret)
 CONNECT_TIMEOUT = 5.0
-# Statuses Google documents as worth retrying (the client libraries retry the same set).
+# Statuses Google documents as worth retrying, whatever the body says.
 TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-TOKEN_MARGIN_S = 300  # refresh a token this long before it expires (they live about an hour)
+# 409 is ABORTED (a conflict worth another try: publish and pull may answer it) or ALREADY_EXISTS
+# (a create that will not change): the error body's status tells them apart.
+TRANSIENT_CODES = frozenset({"ABORTED", "UNAVAILABLE", "RESOURCE_EXHAUSTED", "INTERNAL", "DEADLINE_EXCEEDED"})
 _JSON = {"Content-Type": "application/json"}
-
-_pool_lock = threading.Lock()
-_pool: Pool | None = None
 
 
 class ApiError(RuntimeError):
-    """A Google API call that did not succeed. `transient` says whether the same call may work later."""
+    """A Google API call that did not succeed. `transient` says whether the same call may work later;
+    `code` is Google's status name ("NOT_FOUND", "ALREADY_EXISTS", ...) when the answer gave one."""
 
-    def __init__(self, what: str, status: int | None, message: str, *, transient: bool):
+    def __init__(self, what: str, status: int | None, message: str, *, transient: bool, code: str = ""):
         self.status = status
         self.transient = transient
+        self.code = code
         prefix = f"HTTP {status}" if status is not None else "no answer"
         super().__init__(f"{what}: {prefix}: {message}")
 
@@ -52,169 +47,105 @@ class DeadlineExceededError(ApiError):
         super().__init__(what, None, "deadline exceeded", transient=True)
 
 
-def shared_pool() -> Pool:
-    """One keep-alive pool a process for Google's APIs, sized for the instance's threads."""
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = Pool(max(10, int(os.environ.get("THREADS", "0") or 0)), connect_timeout=CONNECT_TIMEOUT)
-        return _pool
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff with jitter: the n-th pause is a random point in the upper half of
+    first × multiplier^n (capped at `most`), so the first pause after a 429 is 125-250 ms and
+    callers that failed together do not come back together. A Retry-After answer is honoured
+    when it asks for longer. The caller's deadline bounds the whole."""
+
+    first: float = 0.25
+    multiplier: float = 2.0
+    most: float = 8.0
+
+    def pause(self, retry: int, retry_after: float | None = None) -> float:
+        ceiling = min(self.most, self.first * self.multiplier ** retry)
+        jittered = ceiling * random.uniform(0.5, 1.0)  # jitter, not a secret
+        return max(jittered, retry_after or 0.0)
 
 
-# ---------------------------------------------------------------------------------------------
-# Credentials
-
-
-class NoToken:
-    """The emulator: no credentials."""
-
-    def headers(self) -> dict[str, str]:
-        return {}
-
-
-class _MetadataFlavor:
-    """What the metadata server asks of a caller in place of a token."""
-
-    def headers(self) -> dict[str, str]:
-        return {"Metadata-Flavor": "Google"}
-
-
-class MetadataServerToken:
-    """The access token of the function's service account, from the metadata server, cached."""
-
-    PATH = "/computeMetadata/v1/instance/service-accounts/default/token"
-
-    def __init__(self, pool: Pool, host: str | None = None, clock=time.monotonic):
-        host = host or os.environ.get("GCE_METADATA_HOST") or "metadata.google.internal"
-        self.metadata = Api(f"http://{host}", _MetadataFlavor(), pool)
-        self.url = self.metadata.base_url + self.PATH
-        self.clock = clock
-        self._header: dict[str, str] = {}
-        self._refresh_at = float("-inf")
-        self._lock = threading.Lock()
-
-    def headers(self) -> dict[str, str]:
-        if self.clock() < self._refresh_at:
-            return self._header
-        with self._lock:  # one refresh for all the threads that found it stale
-            if self.clock() >= self._refresh_at:
-                self._refresh()
-            return self._header
-
-    def _refresh(self) -> None:
-        token = self.metadata.call("GET", self.PATH, timeout=10.0, retry=False, what="metadata server token")
-        self._header = {"Authorization": f"Bearer {token['access_token']}"}
-        lifetime = float(token.get("expires_in", 0))
-        self._refresh_at = self.clock() + max(0.0, lifetime - TOKEN_MARGIN_S)
-
-
-class DefaultCredentialsToken:
-    """Application Default Credentials (a developer's `gcloud auth application-default login`,
-    a key file): google-auth knows every kind, and is imported only here, where start-up time
-    does not matter."""
-
-    def __init__(self):
-        import google.auth
-        import google.auth.transport.requests
-
-        self.credentials, _ = google.auth.default(scopes=[CLOUD_PLATFORM_SCOPE])
-        self._request = google.auth.transport.requests.Request()
-        self._lock = threading.Lock()
-
-    def headers(self) -> dict[str, str]:
-        with self._lock:
-            if not self.credentials.valid:
-                self.credentials.refresh(self._request)
-            headers = {"Authorization": f"Bearer {self.credentials.token}"}
-            quota_project = getattr(self.credentials, "quota_project_id", None)
-            if quota_project:
-                headers["x-goog-user-project"] = quota_project
-            return headers
-
-
-_token_lock = threading.Lock()
-_token = None
-
-
-def default_token(pool: Pool):
-    """The process's credentials, built once and shared by every API it calls."""
-    global _token
-    with _token_lock:
-        if _token is None:
-            if os.environ.get("K_SERVICE") or os.environ.get("GCE_METADATA_HOST"):
-                _token = MetadataServerToken(pool)
-            else:
-                _token = DefaultCredentialsToken()
-        return _token
-
-
-# ---------------------------------------------------------------------------------------------
-# Calls
+def retry_after(headers) -> float | None:
+    """Seconds a Retry-After header asks for (a number or an HTTP date), or None."""
+    value = (headers or {}).get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
 
 
 class Api:
-    """One Google API's REST endpoint: JSON in, JSON out, transient failures retried in time."""
+    """One Google API's REST endpoint over a session: JSON in, JSON out, retried within a deadline."""
 
-    def __init__(self, base_url: str, token, pool: Pool | None = None):
+    def __init__(self, base_url: str, session: requests.Session, backoff: Backoff = Backoff()):
         self.base_url = base_url.rstrip("/")
-        self.token = token
-        self.pool = pool or shared_pool()
+        self.session = session
+        self.backoff = backoff
 
     def call(self, method: str, path: str, body: dict | None = None, *, timeout: float,
              retry: bool = True, what: str | None = None) -> dict:
-        """One API call. Transient failures (connection errors, 408/429/5xx) are tried again with
-        jittered backoff until `timeout` seconds have passed, unless `retry` is False; then
-        DeadlineExceededError, or ApiError for an answer that will not change."""
+        """One API call. Transient failures (no answer, a failed token fetch, 408/409 ABORTED/429/5xx)
+        are tried again after a backoff pause until `timeout` seconds have passed, unless `retry`
+        is False; then DeadlineExceededError, or ApiError for an answer that will not change."""
         what = what or f"{method} {path}"
         payload = None if body is None else json.dumps(body, separators=(",", ":")).encode()
         deadline = time.monotonic() + timeout
-        backoff = 0.05
+        retries = 0
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise DeadlineExceededError(what)
+            wait_at_least = None
             try:
-                response = self.pool.request(
-                    method, self.base_url + path, body=payload,
-                    headers={**_JSON, **self.token.headers()} if payload is not None else self.token.headers(),
-                    connect_timeout=min(CONNECT_TIMEOUT, remaining), read_timeout=remaining)
-            except RequestTimeoutError as exc:
+                response = self.session.request(method, self.base_url + path, data=payload,
+                                                headers=_JSON if payload is not None else None,
+                                                timeout=(min(CONNECT_TIMEOUT, remaining), remaining),
+                                                allow_redirects=False)
+            except requests.Timeout as exc:
                 error: ApiError = DeadlineExceededError(what)
                 error.__cause__ = exc
-            except HTTPError as exc:
+            except requests.RequestException as exc:
                 error = ApiError(what, None, type(exc).__name__, transient=True)
                 error.__cause__ = exc
+            except google.auth.exceptions.GoogleAuthError as exc:  # the token could not be fetched
+                error = ApiError(what, None, f"credentials: {exc}"[:300],
+                                 transient=getattr(exc, "retryable", True) is not False)
+                error.__cause__ = exc
             else:
-                if response.status == 200:
-                    return json.loads(response.data) if response.data.strip() else {}
-                error = ApiError(what, response.status, _error_message(response.data),
-                                 transient=response.status in TRANSIENT_STATUSES)
+                if response.status_code == 200:
+                    return response.json() if response.content.strip() else {}
+                error = _answer_error(what, response)
+                wait_at_least = retry_after(response.headers)
             if not (retry and error.transient):
                 raise error
-            pause = backoff * (0.5 + random.random())
+            pause = self.backoff.pause(retries, wait_at_least)
             if time.monotonic() + pause >= deadline:
                 raise error
             time.sleep(pause)
-            backoff = min(backoff * 2, 2.0)
+            retries += 1
 
 
-def _error_message(data: bytes) -> str:
-    """Google's error body is {"error": {"message": ...}}; anything else, its first 200 characters."""
+def _answer_error(what: str, response: requests.Response) -> ApiError:
+    """Google's error body is {"error": {"code", "message", "status"}}; anything else, its first 200 characters."""
     try:
-        return str(json.loads(data)["error"]["message"])[:300]
+        detail = response.json()["error"]
+        message, code = str(detail["message"])[:300], str(detail.get("status") or "")
     except (ValueError, KeyError, TypeError):
-        return data[:200].decode("utf-8", "replace") or "(empty answer)"
+        message, code = response.content[:200].decode("utf-8", "replace") or "(empty answer)", ""
+    status = response.status_code
+    transient = status in TRANSIENT_STATUSES or code in TRANSIENT_CODES or (status == 409 and not code)
+    return ApiError(what, status, message, transient=transient, code=code)
 
 
-def pubsub() -> Api:
-    """Pub/Sub's REST API: the emulator when PUBSUB_EMULATOR_HOST is set, as the libraries do."""
-    pool = shared_pool()
-    emulator = os.environ.get("PUBSUB_EMULATOR_HOST")
-    if emulator:
-        return Api(f"http://{emulator}", NoToken(), pool)
-    return Api(PUBSUB_URL, default_token(pool), pool)
+def pubsub(session: requests.Session | None = None, pool_size: int = 10) -> Api:
+    """Pub/Sub's REST API: the emulator when PUBSUB_EMULATOR_HOST is set, as the libraries do, else
+    the service with google.auth.default()'s credentials; over `session` (the instance's, from
+    measure.runtime) or a session of its own (the command-line tools)."""
+    from measure.gcp import credentials
 
-
-def secret_manager() -> Api:
-    pool = shared_pool()
-    return Api(SECRET_MANAGER_URL, default_token(pool), pool)
+    return Api(credentials.pubsub_url(), session if session is not None else credentials.pubsub_session(pool_size))

@@ -11,7 +11,8 @@ flight queues up, and whichever call returns first hands the next call to the fi
 caller, who makes it for everyone then queued. Under load one call carries many requests'
 messages; a caller alone is never held back by a batch timer; and no thread is left running
 after the request that made a call has its answer.
-Calls go over Pub/Sub's REST API (measure.gcp.googleapi says why not the client library).
+Calls go over Pub/Sub's REST API on google-auth's session (measure.gcp.googleapi says why not the
+client library); transient failures are retried there within the caller's deadline.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import base64
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 
 from measure.gcp import googleapi
 from measure.pipeline.message import Message
@@ -65,9 +67,13 @@ class _Waiter:
 
 
 class Publisher:
-    def __init__(self, project: str, api: googleapi.Api | None = None):
+    def __init__(self, project: str, api: googleapi.Api | None = None, *,
+                 build: Callable[[], googleapi.Api] = googleapi.pubsub):
+        """`api`, or else `build()` on the first publish (the instance's shared endpoint, from
+        measure.runtime; by default one of its own, for the command-line tools)."""
         self.project = project
         self._api = api
+        self._build = build
         self._lock = threading.Lock()
         self._queued: dict[str, deque[_Waiter]] = {}
         self._in_flight: dict[str, int] = {}  # topic -> calls being made (each by one caller)
@@ -79,7 +85,7 @@ class Publisher:
         if self._api is None:
             with self._lock:
                 if self._api is None:
-                    self._api = googleapi.pubsub()
+                    self._api = self._build()
         return self._api
 
     def publish(self, topic: str, messages: list[Message], timeout: float = PUBLISH_TIMEOUT) -> list[str]:

@@ -9,12 +9,10 @@ the secrets. Values never reach a log line; only secret ids do.
 
 from __future__ import annotations
 
-import base64
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import SimpleNamespace
 
 from measure import logs
 from measure.config import Config
@@ -33,7 +31,11 @@ class _Cached:
 
 
 class SecretManagerSource:
-    """Reads `projects/P/secrets/ID/versions/latest`, caching each value for `ttl` seconds."""
+    """Reads `projects/P/secrets/ID/versions/latest`, caching each value for `ttl` seconds.
+
+    The client is google-cloud-secret-manager's SecretManagerServiceClient, imported and built on
+    the first read, so a function that has its secrets locally never pays for the import; it finds
+    its credentials itself (google.auth.default(), as Google's samples build it)."""
 
     def __init__(
         self,
@@ -46,7 +48,7 @@ class SecretManagerSource:
         self.project = project
         self.ttl = ttl
         self.clock = clock
-        self._client_factory = client_factory or _default_client
+        self._client_factory = client_factory or _library_client
         self._client = None
         self._client_lock = threading.Lock()
         self._cache: dict[str, _Cached] = {}
@@ -76,9 +78,9 @@ class SecretManagerSource:
                 value = self._access(secret_id)
             except Exception as exc:  # any failure: keep serving the last good value
                 if cached.value is None:
-                    raise SecretUnavailableError(secret_id, type(exc).__name__) from exc
+                    raise SecretUnavailableError(secret_id, _cause(exc)) from exc
                 logs.warning("secret refresh failed; keeping the last good value",
-                             secret_id=secret_id, error=type(exc).__name__)
+                             secret_id=secret_id, error=_cause(exc))
                 # Try again soon, not on every event.
                 cached.fetched_at = self.clock() - self.ttl + min(self.ttl, 30)
                 return cached.value
@@ -90,32 +92,36 @@ class SecretManagerSource:
             raise SecretUnavailableError(secret_id, "GOOGLE_CLOUD_PROJECT is not set")
         name = f"projects/{self.project}/secrets/{secret_id}/versions/latest"
         response = self._client_once().access_secret_version(request={"name": name})
-        return response.payload.data.decode("utf-8").strip()
+        data = response.payload.data
+        _verify_checksum(data, getattr(response.payload, "data_crc32c", None))
+        return data.decode("utf-8").strip()
 
 
-ACCESS_TIMEOUT = 10.0  # seconds, retries of transient answers included
+class CorruptSecretError(RuntimeError):
+    """The payload read does not match the CRC32C Secret Manager computed when it was stored."""
+
+    def __init__(self):
+        super().__init__("data corruption detected: payload CRC32C mismatch")
 
 
-class SecretManagerRest:
-    """Secret Manager's AccessSecretVersion over REST, answering like the client library's
-    `SecretManagerServiceClient.access_secret_version` (`response.payload.data`, bytes): the
-    library's import would cost every cold start about as much as the Pub/Sub one (see
-    measure.gcp.googleapi)."""
+def _verify_checksum(data: bytes, expected: int | None) -> None:
+    """As Google's samples do: the CRC32C of the payload against `payload.data_crc32c`."""
+    if expected is None:
+        return
+    import google_crc32c
 
-    def __init__(self, api=None):
-        from measure.gcp import googleapi
-
-        self.api = api or googleapi.secret_manager()
-
-    def access_secret_version(self, request: dict):
-        answer = self.api.call("GET", f"/v1/{request['name']}:access", timeout=ACCESS_TIMEOUT,
-                               what=f"access {request['name']}")
-        data = base64.b64decode(answer.get("payload", {}).get("data", ""))
-        return SimpleNamespace(payload=SimpleNamespace(data=data))
+    if google_crc32c.value(data) != int(expected):
+        raise CorruptSecretError()
 
 
-def _default_client():
-    return SecretManagerRest()
+def _cause(exc: Exception) -> str:
+    return str(exc) if isinstance(exc, (CorruptSecretError, SecretUnavailableError)) else type(exc).__name__
+
+
+def _library_client():
+    from google.cloud import secretmanager
+
+    return secretmanager.SecretManagerServiceClient()
 
 
 class Secrets:

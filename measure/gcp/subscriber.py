@@ -4,6 +4,7 @@ The sweeper's side of measure-retry-sweeper. It answers to the same calls, reque
 result attributes as the client library's SubscriberClient (`pull(request=..., timeout=...)`
 giving `.received_messages`, each with `.ack_id` and `.message.data/.attributes/.message_id`),
 so code written against one runs against the other; measure.gcp.googleapi says why not the library.
+Every call is retried while transient (409 ABORTED, 429, 5xx, no answer) within its timeout.
 """
 
 from __future__ import annotations
@@ -62,6 +63,11 @@ class Subscriber:
             self._api = googleapi.pubsub()
         return self._api
 
+    def close(self) -> None:
+        """Close the connections of the session (a command-line run that is done with it)."""
+        if self._api is not None:
+            self._api.session.close()
+
     @staticmethod
     def subscription_path(project: str, subscription: str) -> str:
         return f"projects/{project}/subscriptions/{subscription}"
@@ -72,10 +78,9 @@ class Subscriber:
         if request.get("return_immediately"):
             body["returnImmediately"] = True
         try:
-            # Not retried here: the sweeper's loop is the retry, and a pull that is slow to
-            # answer is the normal "nothing to do" of the real service.
+            # A pull that is slow to answer is the real service's normal "nothing to do".
             answer = self.api.call("POST", f"/v1/{request['subscription']}:pull", body, timeout=timeout,
-                                   retry=False, what=f"pull from {request['subscription']}")
+                                   what=f"pull from {request['subscription']}")
         except googleapi.DeadlineExceededError:
             return PullResponse()
         return PullResponse([_received(item) for item in answer.get("receivedMessages", ())])

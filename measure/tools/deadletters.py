@@ -257,7 +257,7 @@ class Hold:
 
     def pull_all(self) -> list[DeadLetter]:
         """Everything held, each once, leased to us until acked or released."""
-        from google.api_core import exceptions as api_exceptions
+        from measure.gcp.googleapi import ApiError
 
         letters: dict[str, DeadLetter] = {}
         empty = 0
@@ -270,10 +270,10 @@ class Hold:
                     request={"subscription": self.path, "max_messages": PULL_BATCH,
                              "return_immediately": self.return_immediately},
                     timeout=self.pull_timeout)
-                received = list(response.received_messages)
-            except api_exceptions.DeadlineExceeded:
-                received = []
-            except api_exceptions.NotFound:
+                received = list(response.received_messages)  # empty when the pull timed out
+            except ApiError as error:
+                if error.status != 404:
+                    raise
                 raise HoldError(f"subscription {self.path} does not exist; check --subscription and --project") \
                     from None
             if not received:
@@ -346,8 +346,7 @@ class ReplayResult:
 def replay(hold: Hold, publisher, topic: str, selection: Selection, now: float | None = None,
            chunk: int = REPLAY_CHUNK) -> ReplayResult:
     """Republish the selected events to `topic`; ack each dead letter only after its replay is confirmed."""
-    from google.api_core import exceptions as api_exceptions
-
+    from measure.gcp.googleapi import ApiError
     from measure.gcp.publisher import PublishError
 
     now = time.time() if now is None else now
@@ -377,7 +376,7 @@ def replay(hold: Hold, publisher, topic: str, selection: Selection, now: float |
             done = [letter for letter, _ in batch]
             try:
                 hold.ack(done)
-            except api_exceptions.GoogleAPICallError:
+            except ApiError:
                 result.ack_failed += len(done)
             settled.update(letter.message_id for letter in done)
             result.replayed.extend(done)
@@ -496,9 +495,9 @@ def main(argv: list[str] | None = None, *, env: Mapping[str, str] | None = None,
         return USAGE
     own_subscriber = subscriber is None
     if own_subscriber:
-        from google.cloud import pubsub_v1
+        from measure.gcp.subscriber import Subscriber
 
-        subscriber = pubsub_v1.SubscriberClient()
+        subscriber = Subscriber()  # the functions' own REST client: PUBSUB_EMULATOR_HOST, google.auth.default()
     subscription = args.subscription or env.get("MEASURE_DEAD_LETTER_SUBSCRIPTION", "").strip() or DEFAULT_SUBSCRIPTION
     hold = Hold(subscriber, project, subscription, return_immediately=bool(env.get("PUBSUB_EMULATOR_HOST")))
     now = time.time() if now is None else now

@@ -1,8 +1,9 @@
 """The Pub/Sub emulator as a local stand-in for Cloud Pub/Sub, and measure's topics on it.
 
 `Emulator.start()` runs `gcloud beta emulators pubsub start` and waits until it answers;
-`create_topology()` creates measure's topics and subscriptions on it (idempotently) with the
-real client library, so tests and `make run` exercise the same calls as production.
+`create_topology()` creates measure's topics and subscriptions on it (idempotently) over the same
+REST stack the functions use (measure.gcp); `Topology.publish/pull` read and write with the
+client library instead, as the tests' independent check.
 
 The gcloud wrapper is a Python process that starts a Java child. Ending only the wrapper leaves
 Java listening on the port, so every process here is started in a process group of its own and
@@ -389,35 +390,26 @@ def create_topology(project: str, *, emulator_host: str, push_endpoint: str | No
                     names: Names | None = None, tap: bool = False) -> Topology:
     """Create measure's topics and subscriptions on the emulator; existing ones are kept (and an
     existing push subscription is re-pointed at `push_endpoint`)."""
-    from google.api_core.exceptions import AlreadyExists
+    import requests
+
+    from measure.gcp import googleapi
+    from measure.tools import pubsub_admin as admin
 
     names = names or Names()
     topology = Topology(project, emulator_host, names, push_endpoint, tap)
-    publisher = publisher_client(emulator_host)
-    subscriber = subscriber_client(emulator_host)
-    try:
+    with requests.Session() as session:  # the emulator takes no credentials
+        api = googleapi.Api(f"http://{emulator_host}", session)
         for topic in (names.events_topic, names.retry_topic, names.dead_letter_topic):
-            with contextlib.suppress(AlreadyExists):
-                publisher.create_topic(request={"name": topology.topic_path(topic)})
+            admin.create_topic(api, topology.topic_path(topic))
 
-        def subscribe(name: str, topic: str, **extra: object) -> None:
-            request = {"name": topology.subscription_path(name), "topic": topology.topic_path(topic), **extra}
-            try:
-                subscriber.create_subscription(request=request)
-            except AlreadyExists:
-                if "push_config" in extra:
-                    subscriber.modify_push_config(request={"subscription": request["name"],
-                                                           "push_config": extra["push_config"]})
+        def subscribe(name: str, topic: str, **extra) -> None:
+            admin.create_subscription(api, topology.subscription_path(name), topology.topic_path(topic), **extra)
 
         subscribe(names.retry_subscription, names.retry_topic, ack_deadline_seconds=RETRY_ACK_DEADLINE)
         subscribe(names.dead_letter_subscription, names.dead_letter_topic)
         if push_endpoint:
             subscribe(names.events_push_subscription, names.events_topic,
-                      ack_deadline_seconds=PUSH_ACK_DEADLINE, push_config={"push_endpoint": push_endpoint})
+                      ack_deadline_seconds=PUSH_ACK_DEADLINE, push_endpoint=push_endpoint)
         if tap:
             subscribe(names.events_tap_subscription, names.events_topic)
-    finally:
-        publisher.transport.close()
-        subscriber.close()
     return topology
-

@@ -19,7 +19,7 @@ class CountingApi(googleapi.Api):
 
     def __init__(self):
         real = googleapi.pubsub()
-        super().__init__(real.base_url, real.token, real.pool)
+        super().__init__(real.base_url, real.session)
         self.sizes: list[int] = []
         self._lock = threading.Lock()
 

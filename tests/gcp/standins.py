@@ -1,0 +1,134 @@
+"""Local stand-ins for the Google endpoints that have no emulator: the metadata server (short-lived
+tokens, failures on demand) and a scripted Pub/Sub REST front end (409, 429, 401 on demand).
+Both record what they were asked, with arrival times, so a test can count fetches and pauses."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class StandIn:
+    """A threaded HTTP server on loopback; `answer(method, path, headers, body)` gives
+    (status, body, extra headers). Every request is kept as (time, method, path, headers, body)."""
+
+    def __init__(self):
+        self.requests: list[tuple[float, str, str, dict, bytes]] = []
+        self.connections: set[tuple[str, int]] = set()  # the clients' (address, port): one a TCP connection
+        self.delay = 0.0  # seconds before each answer
+        self.lock = threading.Lock()
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _answer(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                if stand_in.delay:
+                    time.sleep(stand_in.delay)
+                with stand_in.lock:
+                    stand_in.connections.add(self.client_address)
+                    # self.headers: looked up case-insensitively, as HTTP headers are
+                    stand_in.requests.append((time.monotonic(), self.command, self.path, self.headers, body))
+                status, answer, headers = stand_in.answer(self.command, self.path, dict(self.headers), body)
+                data = answer if isinstance(answer, bytes) else json.dumps(answer).encode()
+                self.send_response(status)
+                for name, value in {"Content-Type": "application/json", **headers}.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_PATCH = _answer
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        self.url = f"http://{self.host}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def answer(self, method: str, path: str, headers: dict, body: bytes) -> tuple[int, object, dict]:
+        raise NotImplementedError
+
+    def paths(self, containing: str = "") -> list[str]:
+        with self.lock:
+            return [path for _, _, path, _, _ in self.requests if containing in path]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class MetadataServer(StandIn):
+    """The metadata server as google-auth asks it: tokens living `lifetime` seconds, the first
+    `fail_tokens` token fetches answered 503. `token_fetches` counts every token request."""
+
+    TOKEN_PATH = "/computeMetadata/v1/instance/service-accounts/default/token"
+
+    def __init__(self, lifetime: int = 3599, fail_tokens: int = 0):
+        self.lifetime = lifetime
+        self.fail_tokens = fail_tokens
+        self.issued = 0
+        super().__init__()
+
+    @property
+    def token_fetches(self) -> int:
+        return len(self.paths(self.TOKEN_PATH))
+
+    def answer(self, method, path, headers, body):
+        flavor = {"Metadata-Flavor": "Google"}
+        if path.startswith(self.TOKEN_PATH):
+            with self.lock:
+                if self.fail_tokens > 0:
+                    self.fail_tokens -= 1
+                    return 503, b"metadata server busy", flavor
+                self.issued += 1
+                token = f"tok-{self.issued}"
+            return 200, {"access_token": token, "expires_in": self.lifetime, "token_type": "Bearer"}, flavor
+        if path.startswith("/computeMetadata/v1/instance/service-accounts/"):  # by alias or by email
+            return 200, {"email": "measure@p.iam.gserviceaccount.com", "aliases": ["default"],
+                         "scopes": ["https://www.googleapis.com/auth/cloud-platform"]}, flavor
+        if path.startswith("/computeMetadata/v1/project/project-id"):
+            return 200, b"p", {**flavor, "Content-Type": "text/plain"}
+        if path.startswith("/computeMetadata/v1/universe/universe-domain"):
+            return 200, b"googleapis.com", {**flavor, "Content-Type": "text/plain"}
+        if path == "/":
+            return 200, b"ok", {**flavor, "Content-Type": "text/plain"}
+        return 404, b"not here", flavor
+
+
+class PubsubStandIn(StandIn):
+    """Pub/Sub's REST front end, scripted: `script` is a list of (status, error status name,
+    headers) answered in turn to publish and pull calls, then 200 for good. Publish answers one
+    message id a message; pull answers `pull_messages`."""
+
+    def __init__(self, script=(), pull_messages=()):
+        self.script = list(script)
+        self.pull_messages = list(pull_messages)
+        self.ids = 0
+        super().__init__()
+
+    def calls(self, verb: str) -> list[tuple[float, dict]]:
+        with self.lock:
+            return [(at, headers) for at, _, path, headers, _ in self.requests if path.endswith(f":{verb}")]
+
+    def answer(self, method, path, headers, body):
+        with self.lock:
+            scripted = self.script.pop(0) if self.script else None
+        if scripted is not None:
+            status, code, extra = scripted
+            return status, {"error": {"code": status, "message": f"scripted {code}", "status": code}}, extra
+        if path.endswith(":publish"):
+            count = len(json.loads(body)["messages"])
+            with self.lock:
+                first, self.ids = self.ids, self.ids + count
+            return 200, {"messageIds": [str(first + n) for n in range(count)]}, {}
+        if path.endswith(":pull"):
+            return 200, {"receivedMessages": self.pull_messages}, {}
+        return 200, {}, {}
