@@ -7,14 +7,12 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlencode
 
 import pytest
-import requests
 from hypothesis import given
 from hypothesis import strategies as st
 
 from measure import signing
 from measure.signing import (
     InvalidMethodError,
-    MeasureAuth,
     MultiValuedParameterError,
     SignatureMismatchError,
     StaleTimestampError,
@@ -22,15 +20,7 @@ from measure.signing import (
     generate_signature,
     verify_signature,
 )
-
-HOST = "engine.mobileapptracking.com"
-TS = "1406146778"
-# The three truth vectors of the seed's reqcrypt_test.go.
-TRUTH = [
-    ("GET", {}, "ur3aUlwbRXGcxxt0EvDa2BQTqkCUjb4RdHww1S5EAWY"),
-    ("POST", {"var1": "blue"}, "X5wxZPS_s5941_d_wnaUcS1Qgd1jZvu94jv5aImtaxo"),
-    ("POST", {"var1": "blue", "meow": "+-=", "alpha": "beta"}, "_2fqNArAgJO3vvtE0ff3XZ3mYSsnIbu5Ynkaw-S-o-c"),
-]
+from tests.tune.vectors import HOST, TRUTH, TS
 
 
 @pytest.mark.parametrize(("method", "params", "truth"), TRUTH)
@@ -88,51 +78,6 @@ def test_request_target_matches_go_request_uri():
     assert signing.request_target("https://h.example") == ("h.example", "/")
 
 
-def _prepared(method, url, data=None):
-    return requests.Request(method, url, data=data).prepare()
-
-
-def test_measure_auth_signs_a_form_post_that_verifies():
-    auth = MeasureAuth("ck", "pk", clock=lambda: 1406146778.9)
-    request = auth(_prepared("POST", f"https://{HOST}/serve", {"var1": "blue", "meow": "+-=", "alpha": "beta"}))
-    assert request.headers["mat-consumer-key"] == "ck"
-    assert request.headers["mat-timestamp"] == TS
-    expected = generate_signature("pk", "POST", HOST, "/serve", TS,
-                                  encode_post_params({"var1": "blue", "meow": "+-=", "alpha": "beta"}))
-    assert request.headers["mat-signature"] == expected
-
-
-def test_measure_auth_get_reproduces_the_seed_get_vector():
-    request = MeasureAuth("ck", "adv1", clock=lambda: 1406146778)(_prepared("GET", f"https://{HOST}/serve"))
-    assert request.headers["mat-signature"] == TRUTH[0][2]
-
-
-def test_measure_auth_takes_a_fresh_timestamp_each_call():
-    times = iter([100, 200])
-    auth = MeasureAuth("ck", "pk", clock=lambda: next(times))
-    first = auth(_prepared("GET", "https://h/serve")).headers["mat-timestamp"]
-    second = auth(_prepared("GET", "https://h/serve")).headers["mat-timestamp"]
-    assert (first, second) == ("100", "200")
-
-
-def test_measure_auth_reading_takes_the_keys_afresh_for_every_request():
-    # The client's case: the keys come from Secret Manager behind a TTL cache and may rotate.
-    keys = iter([("ck1", "adv1"), ("ck2", "other")])
-    auth = MeasureAuth.reading(lambda: next(keys), clock=lambda: int(TS))
-    first = auth(_prepared("GET", f"https://{HOST}/serve")).headers
-    second = auth(_prepared("GET", f"https://{HOST}/serve")).headers
-    assert (first["mat-consumer-key"], first["mat-signature"]) == ("ck1", TRUTH[0][2])
-    assert second["mat-consumer-key"] == "ck2"
-    assert second["mat-signature"] == generate_signature("other", "GET", HOST, "/serve", TS)
-    assert "other" not in repr(auth)
-
-
-def test_measure_auth_refuses_json_posts_and_repr_hides_the_private_key():
-    with pytest.raises(signing.SigningError, match="form-encoded"):
-        MeasureAuth("ck", "pk")(requests.Request("POST", "https://h/serve", json={"a": 1}).prepare())
-    assert "pk" not in repr(MeasureAuth("consumer", "pk-secret"))
-
-
 def test_importing_signing_does_not_import_requests():
     # The steps alone (the sandbox's verifier, `measure sign`) need no HTTP library; MeasureAuth,
     # in measure.tune.auth, is what brings requests in.
@@ -142,20 +87,6 @@ def test_importing_signing_does_not_import_requests():
     done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2], capture_output=True,
                           text=True, check=False, timeout=60)
     assert done.returncode == 0, done.stderr
-
-
-def test_measure_auth_is_still_reachable_from_signing():
-    # The public surface (docs/design.md): measure.signing re-exports what measure.tune defines.
-    from measure.tune import auth
-
-    assert signing.MeasureAuth is auth.MeasureAuth is MeasureAuth
-    assert issubclass(signing.MeasureAuth, requests.auth.AuthBase)
-    request = signing.MeasureAuth("ck", "adv1", clock=lambda: int(TS))(_prepared("GET", f"https://{HOST}/serve"))
-    assert request.headers["mat-consumer-key"] == "ck"
-    assert request.headers["mat-timestamp"] == TS
-    assert request.headers["mat-signature"] == TRUTH[0][2]
-    with pytest.raises(AttributeError, match="no_such_name"):
-        signing.no_such_name  # noqa: B018
 
 
 def test_verify_signature_reasons():

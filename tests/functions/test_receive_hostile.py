@@ -5,7 +5,7 @@ the emulator): bad and missing tokens, every field wrong in every way, wrong typ
 and fields, invalid UTF-8, deep JSON, duplicate keys, mixed batches, wrong content types and
 methods, NUL bytes, unicode confusables in field names. Then a handful of raw HTTP requests
 against a real server (CR/LF in header values, request smuggling, line folding), and property
-tests on the webhook as a whole and on the parsers where tests/events/test_events.py leaves a gap.
+tests on the webhook as a whole and on the parsers where tests/events/test_body.py leaves a gap.
 """
 
 from __future__ import annotations

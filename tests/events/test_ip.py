@@ -1,4 +1,5 @@
-"""measure.events' ip rule against the standard library's: every IPv4 address, its edges, odd texts."""
+"""measure.events.ip: global unicast only, each refusal's reason named, the normal form; and the rule
+against the standard library's: every IPv4 address, its edges, odd texts."""
 
 import ipaddress
 
@@ -8,6 +9,7 @@ from hypothesis import strategies as st
 
 from measure.events import InvalidEvents, validate
 from measure.events.ip import IPV4_RANGES
+from tests.events.cases import check, only_problem, raw_event
 
 SITES = {"pc/steam": "2960"}
 NOW = 1724094783
@@ -66,3 +68,62 @@ def test_non_ascii_digits_are_not_an_address():
     # int() reads Arabic-Indic digits and \d matches them; neither makes them an address.
     assert accepted("١٧٥.١٢٤.٢٤٨.١٥") is None
     assert accepted("１７５.１２４.２４８.１５") is None  # fullwidth
+
+
+@pytest.mark.parametrize(
+    ("ip", "reason"),
+    [
+        ("not an ip", "is not an IPv4 or IPv6 address"),
+        ("01.2.3.4", "is not an IPv4 or IPv6 address"),
+        ("1.2.3", "is not an IPv4 or IPv6 address"),
+        ("1.2.3.4.5", "is not an IPv4 or IPv6 address"),
+        ("1" * 65, "65 characters long"),
+        ("10.1.2.3", "private"),
+        ("172.16.0.1", "private"),
+        ("192.168.1.1", "private"),
+        ("fd00::1", "private"),
+        ("127.0.0.1", "loopback"),
+        ("::1", "loopback"),
+        ("169.254.1.1", "link-local"),
+        ("fe80::1", "link-local"),
+        ("fe80::1%eth0", "zone index"),
+        ("224.0.0.1", "multicast"),
+        ("ff02::1", "multicast"),
+        ("240.0.0.1", "reserved"),
+        ("255.255.255.255", "reserved"),
+        ("0.0.0.0", "unspecified"),
+        ("::", "unspecified"),
+        ("100.64.0.1", "shared address space"),
+        ("100.127.255.254", "shared address space"),
+        ("192.0.2.1", "documentation"),
+        ("198.51.100.7", "documentation"),
+        ("203.0.113.9", "documentation"),
+        ("2001:db8::1", "documentation"),
+        ("::ffff:10.0.0.1", "'10.0.0.1' is a private"),
+        ("::ffff:127.0.0.1", "loopback"),
+        ("198.18.0.1", "special-purpose"),
+        ("192.0.0.1", "special-purpose"),
+        ("fec0::1", "site-local"),
+    ],
+)
+def test_ip_must_be_global_unicast_and_the_reason_is_named(ip, reason):
+    problem = only_problem("ip", ip=ip).problem
+    assert reason in problem
+
+
+@pytest.mark.parametrize(
+    ("given", "normalised"),
+    [
+        (" 175.124.248.15 ", "175.124.248.15"),
+        ("::ffff:175.124.248.15", "175.124.248.15"),
+        ("::FFFF:AF7C:F80F", "175.124.248.15"),
+        ("2001:4860:0000:0000:0000:0000:0000:8888", "2001:4860::8888"),
+        ("2A00:1450:4001:0811::200E", "2a00:1450:4001:811::200e"),
+    ],
+)
+def test_ip_is_normalised(given, normalised):
+    assert check(raw_event(ip=given))[0].ip == normalised
+
+
+def test_ip_must_be_a_string():
+    assert "must be a string" in only_problem("ip", ip=2936732175).problem
