@@ -24,7 +24,9 @@ from collections import deque
 from collections.abc import Callable
 
 from measure.gcp import googleapi
-from measure.pipeline.message import Message
+
+# What Pub/Sub carries: the data and its attributes. The pipeline's encodings produce these.
+Message = tuple[bytes, dict[str, str]]
 
 PUBLISH_TIMEOUT = 20.0  # seconds to wait for Pub/Sub's confirmation of a caller's messages
 MAX_PER_CALL = 1000  # Pub/Sub's limit of messages in one Publish request

@@ -20,12 +20,11 @@ import json
 from dataclasses import dataclass
 
 from measure.events import Event, InvalidEvents
+from measure.gcp.publisher import Message
 from measure.pipeline.retry import RetryState
 
 VERSION = 1
 MAX_RAW_BYTES = 64 * 1024  # how much of an undecodable message is kept in its dead letter
-
-Message = tuple[bytes, dict[str, str]]
 
 
 class UndecodableMessageError(ValueError):

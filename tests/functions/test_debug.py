@@ -12,6 +12,7 @@ from measure import config as config_module
 from measure.events import PASSTHROUGH_FIELDS, Event
 from measure.functions import debug
 from measure.functions import receive as webhook
+from measure.functions.send import Sender
 from measure.gcp.publisher import Publisher
 from measure.pipeline.breaker import CircuitBreaker
 from measure.pipeline.delivery import Delivery
@@ -78,8 +79,9 @@ def test_the_debug_request_is_parameter_for_parameter_what_send_signs(client, to
     config = config_module.load()
     delivery = Delivery(config, MeasurementClient(config.endpoint, lambda: (CONSUMER_KEY, PRIVATE_KEY)),
                         Publisher(config.project), CircuitBreaker(), schedule=(0,))
+    sender = Sender(delivery)
     for message in messages:
-        assert delivery.process(message.message.data, dict(message.message.attributes)).result == "delivered"
+        assert sender.process(message.message.data, dict(message.message.attributes)).result == "delivered"
     for shown in answer["events"]:
         (signed,) = sandbox.requests(transaction_id=shown["event_id"])
         assert signed["signature"] == "valid"

@@ -13,10 +13,13 @@ from measure.gcp.publisher import Publisher, PublishError
 from measure.pipeline.message import dead_letter_message
 from measure.tools import deadletters
 
+# The events' own time (an hour ago), the same for every call: replay compares them whole.
+EVENT_TIME = int(time.time()) - 3600
+
 
 def event(n: int, name: str = "purchase") -> Event:
     return Event(event_id=f"ev-{n}", event_name=name, user_id=f"player-{n}", ip="175.124.248.15",
-                 time_stamp=int(time.time()) - 3600, platform="pc", storefront="steam", extras={"revenue": "4.99"})
+                 time_stamp=EVENT_TIME, platform="pc", storefront="steam", extras={"revenue": "4.99"})
 
 
 @pytest.fixture
