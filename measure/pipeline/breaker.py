@@ -46,14 +46,6 @@ class State(Enum):
     HALF_OPEN = "half_open"
 
 
-def retry_after(outcome: Outcome) -> float | None:
-    """The API's Retry-After on this outcome, in seconds, if it sent one.
-
-    measure.tune.outcome gains the field in a parallel change; read it defensively until then."""
-    value = getattr(outcome, "retry_after", None)
-    return float(value) if isinstance(value, int | float) and value > 0 else None
-
-
 class CircuitBreaker:
     def __init__(
         self,
@@ -130,7 +122,7 @@ class CircuitBreaker:
             self._failures_since_success += 1
             self._recent.append(True)
             if self._state is not State.CLOSED or self._outage_now(now):
-                self._open(now, retry_after(outcome))
+                self._open(now, outcome.retry_after)
 
     def _close(self, now: float) -> None:
         # A clean window: the failures that opened the circuit are history once a trial got through.

@@ -26,7 +26,7 @@ from measure import events, logs
 from measure.config import Config
 from measure.gcp.publisher import Publisher
 from measure.pipeline import retry
-from measure.pipeline.breaker import CircuitBreaker, retry_after
+from measure.pipeline.breaker import CircuitBreaker
 from measure.pipeline.concurrency import ConcurrencyLimit
 from measure.pipeline.message import Envelope, dead_letter_message, retry_message
 from measure.tune import params as tune_params
@@ -100,7 +100,7 @@ class Delivery:
             return Handled(_DONE[outcome.kind], outcome)
         if outcome.kind is Kind.REJECTED:
             return self.dead_letter("rejected", outcome.reason, component, envelope=envelope, outcome=outcome)
-        next_state = retry.after_failure(state, outcome.reason, self.clock(), self.schedule, retry_after(outcome))
+        next_state = retry.after_failure(state, outcome.reason, self.clock(), self.schedule, outcome.retry_after)
         self.publisher.publish_one(self.config.retry_topic, retry_message(event, next_state))
         return Handled(Result.RETRIED, outcome)
 

@@ -1,7 +1,6 @@
 """Every state transition of the circuit breaker, driven by a fake clock."""
 
 import random
-from types import SimpleNamespace
 
 from measure.pipeline.breaker import CircuitBreaker, State
 from measure.tune.outcome import Kind, Outcome, unreachable
@@ -136,8 +135,7 @@ def test_the_apis_retry_after_keeps_it_open_longer_than_the_cooldown():
     breaker, clock = open_breaker(cooldown=5)
     clock.now = 5
     assert breaker.allow()
-    # measure.tune.outcome's Outcome gains retry_after; anything with the same fields stands in for it.
-    throttled = SimpleNamespace(kind=Kind.TRANSIENT, outage=True, status=429, retry_after=60.0)
+    throttled = Outcome(Kind.TRANSIENT, "HTTP 429", 429, outage=True, retry_after=60.0)
     breaker.record(throttled)
     clock.now = 64
     assert not breaker.allow()

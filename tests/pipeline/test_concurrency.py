@@ -2,7 +2,6 @@
 
 import random
 import threading
-from types import SimpleNamespace
 
 import pytest
 
@@ -15,8 +14,7 @@ HTTP_503 = Outcome(Kind.TRANSIENT, "HTTP 503", 503, outage=True)
 
 
 def throttled(retry_after=None):
-    # measure.tune.outcome's Outcome gains retry_after; anything with the same fields stands in for it.
-    return SimpleNamespace(kind=Kind.TRANSIENT, reason="HTTP 429", status=429, outage=True, retry_after=retry_after)
+    return Outcome(Kind.TRANSIENT, "HTTP 429", 429, outage=True, retry_after=retry_after)
 
 
 class Clock:
@@ -32,6 +30,13 @@ def settle(limit, outcome):
     limit.release(outcome)
 
 
+def congest(limit, last):
+    """Seven answers that say "too much", then `last`: enough of them for the limit to act on."""
+    for _ in range(7):
+        settle(limit, HTTP_503)
+    settle(limit, last)
+
+
 def test_which_answers_mean_too_much():
     assert congested(HTTP_503) and congested(throttled()) and congested(unreachable("timeout"))
     assert not congested(HTTP_500) and not congested(unreachable("connection error: ConnectionResetError"))
@@ -42,7 +47,10 @@ def test_starts_at_the_maximum_and_cuts_multiplicatively_once_a_period():
     clock = Clock()
     limit = ConcurrencyLimit(maximum=64, clock=clock)
     assert limit.limit == 64
-    settle(limit, HTTP_503)
+    for _ in range(7):  # too few answers to say anything yet
+        settle(limit, HTTP_503)
+    assert limit.limit == 64
+    settle(limit, HTTP_503)  # eight, every one "too much"
     assert limit.limit == 48
     for _ in range(10):  # answers of attempts already in flight under the old limit
         settle(limit, HTTP_503)
@@ -55,7 +63,7 @@ def test_starts_at_the_maximum_and_cuts_multiplicatively_once_a_period():
 def test_grows_additively_about_one_a_round_of_successes():
     clock = Clock()
     limit = ConcurrencyLimit(maximum=64, clock=clock)
-    settle(limit, HTTP_503)
+    congest(limit, HTTP_503)
     assert limit.limit == 48
     for _ in range(45):
         settle(limit, DELIVERED)
@@ -71,7 +79,7 @@ def test_grows_additively_about_one_a_round_of_successes():
 def test_back_off_on_429_with_retry_after():
     clock = Clock()
     limit = ConcurrencyLimit(maximum=64, clock=clock)
-    settle(limit, throttled(retry_after=5))
+    congest(limit, throttled(retry_after=5))
     assert limit.limit == 48
     clock.now = 1.0  # past the usual period, but the API asked for 5 s
     settle(limit, throttled(retry_after=5))
@@ -81,6 +89,38 @@ def test_back_off_on_429_with_retry_after():
     clock.now = 5.0
     settle(limit, throttled(retry_after=5))
     assert limit.limit == 36
+
+
+def test_a_minority_of_congestion_answers_does_not_cut_it():
+    """Below half of the recent answers, a 429, 503 or timeout is bad luck, not a sign of load."""
+    clock = Clock()
+    limit = ConcurrencyLimit(maximum=64, clock=clock)
+    for second in range(30):
+        clock.now = float(second)
+        for outcome in (DELIVERED, HTTP_503, DELIVERED, unreachable("timeout"), DELIVERED, DELIVERED, throttled(1),
+                        DELIVERED):
+            settle(limit, outcome)
+        assert limit.limit == 64
+    for second in range(30, 40):  # now most answers say "too much"
+        clock.now = float(second)
+        for outcome in (DELIVERED, HTTP_503, throttled(1), unreachable("timeout")):
+            settle(limit, outcome)
+    assert limit.limit < 20
+
+
+def test_the_chaos_runs_faults_keep_it_at_the_maximum():
+    """A quarter of the answers 429, 503 or a timeout at random, as make chaos injects them: the
+    rule of cutting on every one held the limit near 15 of 64."""
+    clock, rng = Clock(), random.Random(5)
+    limit = ConcurrencyLimit(maximum=64, clock=clock)
+    lowest = 64
+    for i in range(20_000):
+        clock.now = i / 500
+        draw = rng.random()
+        settle(limit, HTTP_503 if draw < 0.10 else throttled(1) if draw < 0.15 else unreachable("timeout")
+               if draw < 0.25 else HTTP_500 if draw < 0.45 else DELIVERED)
+        lowest = min(lowest, limit.limit)
+    assert lowest >= 56
 
 
 def test_an_api_answering_only_429_brings_it_to_the_minimum():
