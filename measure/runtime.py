@@ -89,11 +89,13 @@ def delivery():
     from measure.tune.client import MeasurementClient
 
     settings = config()
-    # One keep-alive connection per concurrent request: functions-framework serves THREADS at once.
+    limit = ConcurrencyLimit()
+    # One keep-alive connection per attempt in flight: send makes one for each of its THREADS
+    # requests, sweep up to the limit's maximum from its one request. A pool smaller than that
+    # opens and drops a connection for every attempt beyond it.
     client = MeasurementClient(settings.endpoint, secrets().credentials, read_timeout=settings.api_timeout,
-                               pool_size=threads())
-    return Delivery(settings, client, publisher(), CircuitBreaker(cooldown=settings.breaker_cooldown),
-                    limit=ConcurrencyLimit())
+                               pool_size=max(threads(), limit.maximum))
+    return Delivery(settings, client, publisher(), CircuitBreaker(cooldown=settings.breaker_cooldown), limit=limit)
 
 
 @_once

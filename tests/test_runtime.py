@@ -1,0 +1,40 @@
+"""runtime.py: the objects an instance shares, built once, the way the entry points use them."""
+
+from concurrent.futures import ThreadPoolExecutor
+
+from measure import runtime
+from measure.tools.sandbox import Sandbox
+from tests.helpers import ADVERTISER, CONSUMER_KEY, PRIVATE_KEY, base_env
+
+
+def test_each_shared_object_is_built_once(monkeypatch):
+    for name, value in base_env().items():
+        monkeypatch.setenv(name, value)
+    runtime.reset()
+    assert runtime.delivery() is runtime.delivery()
+    assert runtime.sender().delivery is runtime.delivery()
+    assert runtime.config() is runtime.delivery().config
+
+
+def test_sweeps_attempts_in_flight_each_keep_their_connection(monkeypatch):
+    """sweep runs with THREADS=1 but makes up to the concurrency limit's 64 attempts at once: a pool
+    sized by THREADS opened and dropped a connection for most of them (1,121 for 10,000 events)."""
+    sandbox = Sandbox({CONSUMER_KEY: PRIVATE_KEY}, advertiser_id=ADVERTISER, faults={"latency_ms": 20}).start()
+    try:
+        for name, value in {**base_env(sandbox.serve_url), "THREADS": "1"}.items():
+            monkeypatch.setenv(name, value)
+        runtime.reset()
+        client = runtime.delivery().client
+        in_flight = runtime.delivery().limit.maximum
+        params = {"action": "session", "advertiser_id": ADVERTISER, "site_id": "2960", "sdk": "server",
+                  "response_format": "json", "user_id": "u", "device_ip": "175.124.248.15",
+                  "system_date": "1700000000", "transaction_id": "t"}
+        with ThreadPoolExecutor(in_flight) as pool:
+            for _ in range(4):  # four rounds of attempts, all in flight at once
+                list(pool.map(lambda _: client.deliver(params), range(in_flight)))
+        opened, sent = client.connection_counts()
+        assert sent == 4 * in_flight
+        assert opened <= in_flight, f"{opened} connections for {sent} requests, {in_flight} at a time"
+    finally:
+        sandbox.stop()
+        runtime.reset()
