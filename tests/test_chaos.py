@@ -9,6 +9,10 @@ full outage window) while `send` is killed with SIGKILL mid-flight and restarted
 
     MEASURE_CHAOS_FULL=1      the full run (5,000 events; `make chaos`); default a reduced one
     MEASURE_CHAOS_EVENTS=N    override the number of events
+    MEASURE_CHAOS_PUSH=relay  Eventarc's stand-in is tests/pushrelay.py (up to 64 pushes outstanding,
+                              as the real push keeps many) instead of the emulator's push
+                              subscription (`emulator`, the default: about two outstanding, so a
+                              slow API makes it, not measure, the drain's limit)
 
 The servers run main.py as deployed, with the timing settings an operator has shortened to their
 minimum (MEASURE_API_TIMEOUT=1, MEASURE_BREAKER_COOLDOWN=1, MEASURE_RETRY_SCHEDULE under a second),
@@ -17,6 +21,7 @@ so that timeouts and an outage cost seconds rather than minutes.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import io
 import json
@@ -31,6 +36,7 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -57,10 +63,14 @@ from measure.tools.emulator import LOOPBACK, create_topology, free_port, spawn, 
 from measure.tools.sandbox import Sandbox
 from measure.tune.outcome import Kind, Outcome
 from tests.helpers import ADVERTISER, CONSUMER_KEY, PRIVATE_KEY, SITE_IDS, TOKENS, base_env, seed_form
+from tests.pushrelay import PushRelay
 from tests.test_logscan import leaks
 
 FULL = os.environ.get("MEASURE_CHAOS_FULL", "").strip() not in ("", "0")
 EVENTS = int(os.environ.get("MEASURE_CHAOS_EVENTS") or (5000 if FULL else 300))
+PUSH = os.environ.get("MEASURE_CHAOS_PUSH", "").strip() or "emulator"
+if PUSH not in ("emulator", "relay"):
+    raise ValueError(f"MEASURE_CHAOS_PUSH is {PUSH!r}: it must be `emulator` (the default) or `relay`")
 
 API_TIMEOUT = 1  # MEASURE_API_TIMEOUT: the client's read timeout in send and sweep, seconds
 COOLDOWN = 1  # MEASURE_BREAKER_COOLDOWN: the circuit's cooldown (and an event's wait around it), seconds
@@ -154,11 +164,60 @@ def test_a_sweep_tries_again_after_the_cooldown():
 
 
 # ---------------------------------------------------------------------------------------------
+# The relay that stands in for Eventarc's push (MEASURE_CHAOS_PUSH=relay): push semantics
+
+
+def test_the_push_relay_acknowledges_a_success_and_redelivers_a_failure(make_topology):
+    """Each message is POSTed as Pub/Sub push's envelope; the first push of each is answered 500,
+    so it must come again, and once answered 204 it must not."""
+    pushes: list[dict] = []
+    lock = threading.Lock()
+
+    class Endpoint(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            with lock:
+                pushes.append({"body": body, "content type": self.headers["Content-Type"]})
+                first = sum(p["body"]["message"]["messageId"] == body["message"]["messageId"] for p in pushes) == 1
+            self.send_response(500 if first else 204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer((LOOPBACK, 0), Endpoint)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    topology = make_topology(tap=False)
+    relay = PushRelay.subscribe(topology, f"http://{LOOPBACK}:{server.server_address[1]}/").start()
+    try:
+        ids = {topology.publish(topology.names.events_topic, f"m{i}".encode(), n=str(i)): i for i in range(5)}
+        deadline = time.monotonic() + 30
+        while relay.acked < len(ids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # a redelivery of an acknowledged message would arrive by now
+    finally:
+        relay.stop()
+        server.shutdown()
+        server.server_close()
+
+    assert Counter(p["body"]["message"]["messageId"] for p in pushes) == {message_id: 2 for message_id in ids}
+    assert (relay.pulled, relay.acked, relay.released) == (10, 5, 5)
+    assert relay.failures == {"HTTP 500": 5}
+    for push in pushes:
+        message = push["body"]["message"]
+        assert push["body"]["subscription"] == relay.subscription
+        assert push["content type"] == "application/json"
+        assert base64.b64decode(message["data"]) == f"m{ids[message['messageId']]}".encode()
+        assert message["attributes"] == {"n": str(ids[message["messageId"]])}
+        assert message["publishTime"].endswith("Z")
+
+
+# ---------------------------------------------------------------------------------------------
 # The chaos run
 
 
 class SendServer:
-    """`send` on a fixed port, so the push subscription reaches it again after a kill -9."""
+    """`send` on a fixed port, so the push subscription (or the relay) reaches it again after a kill -9."""
 
     def __init__(self, env: dict[str, str], log_dir: Path, measure_logs: list):
         self.env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
@@ -339,7 +398,7 @@ def test_every_accepted_event_reaches_the_api_exactly_once_through_faults(
     run = f"chaos{int(time.time())}"
     rng = random.Random(6)
     sandbox = Sandbox({CONSUMER_KEY: PRIVATE_KEY}, advertiser_id=ADVERTISER).start()
-    send = sweeps = None
+    send = sweeps = relay = None
     try:
         topology = make_topology()
         env = {
@@ -355,8 +414,12 @@ def test_every_accepted_event_reaches_the_api_exactly_once_through_faults(
         sweep_url = function_server("sweep", env)
         send = SendServer(env, tmp_path, request.node.measure_logs)
         send.start()
-        create_topology(topology.project, emulator_host=topology.emulator_host, push_endpoint=send.url,
-                        names=topology.names)
+        if PUSH == "relay":
+            # A pull subscription and the relay; the topology has no push subscription to send.
+            relay = PushRelay.subscribe(topology, send.url).start()
+        else:
+            create_topology(topology.project, emulator_host=topology.emulator_host, push_endpoint=send.url,
+                            names=topology.names)
         poster = Poster(receive_url.rstrip("/") + "/measure")
         made = chaos_events(run, EVENTS, rng)
         bodies = request_bodies(made, rng)
@@ -411,6 +474,8 @@ def test_every_accepted_event_reaches_the_api_exactly_once_through_faults(
             time.sleep(0.5)
         sweeps.stop()
         time.sleep(1.0)  # let a push redelivery in flight land before counting
+        if relay is not None:
+            relay.stop()  # its pushes in flight end and are settled first
         seen = sandbox.accepted_ids()
         stats = sandbox.stats()
         dead = topology.pull(topology.names.dead_letter_subscription, expect=1, timeout=2.0)
@@ -438,7 +503,9 @@ def test_every_accepted_event_reaches_the_api_exactly_once_through_faults(
             "drained after posting (s)": round((drained_at or time.monotonic()) - posted_at, 1),
             "duration (s)": round(duration, 1),
         }
-        show(f"\nchaos run ({'full' if FULL else 'reduced'}):")
+        if relay is not None:
+            figures.update({f"relay: {name}": value for name, value in relay.figures().items()})
+        show(f"\nchaos run ({'full' if FULL else 'reduced'}, push: {PUSH}):")
         for name, value in figures.items():
             show(f"  {name:58} {value}")
 
@@ -454,6 +521,8 @@ def test_every_accepted_event_reaches_the_api_exactly_once_through_faults(
     finally:
         if sweeps is not None:
             sweeps.stop()
+        if relay is not None:
+            relay.stop()
         if send is not None:
             send.stop()
         sandbox.stop()
