@@ -8,9 +8,12 @@ either of two signs that nothing is getting through:
 
     rate     at least OPEN_RATE of the last WINDOW attempts (and MIN_ATTEMPTS of them) were outages:
              at 40 % random failures, 18 of 20 happens about once in 200,000 windows;
-    silence  MIN_FAILURES outages since the last success and no success for SILENCE_S seconds:
-             a sparse instance (one event now and then) opens after a handful of timeouts rather
-             than after WINDOW of them.
+    silence  MIN_FAILURES attempts with no answer at all (timeouts, refused or dropped
+             connections) since the last success, and no success for SILENCE_S seconds: a sparse
+             instance (one event now and then) opens after a handful of timeouts rather than after
+             WINDOW of them. Answered failures (5xx, 429) do not count here: a sparse instance
+             meeting a degraded API (the last few events of a backlog, retried a few seconds apart)
+             sees five of those in a row often enough, and they cost no timeout.
 
 Only outage outcomes (no answer, 5xx, 429) count as failures; a rejected event says nothing about
 the API, so it is neither. States:
@@ -119,7 +122,8 @@ class CircuitBreaker:
                 else:
                     self._close(now)
                 return
-            self._failures_since_success += 1
+            if outcome.status is None:  # no answer at all
+                self._failures_since_success += 1
             self._recent.append(True)
             if self._state is not State.CLOSED or self._outage_now(now):
                 self._open(now, outcome.retry_after)

@@ -36,6 +36,21 @@ def test_forty_percent_random_failures_keep_it_closed():
     assert 7_600 < failures < 8_400
 
 
+def test_a_sparse_instance_meeting_forty_percent_answered_failures_stays_closed():
+    """The last events of a backlog against a degraded API: an attempt a second, 40 % of them 5xx or
+    429 at random. The degraded benchmark's tail opened the circuit on five of those in a row."""
+    clock, rng = Clock(), random.Random(41)
+    breaker = CircuitBreaker(cooldown=10, clock=clock)
+    longest = run = 0
+    for _ in range(5_000):
+        failed = rng.random() < 0.4
+        run = run + 1 if failed else 0
+        longest = max(longest, run)
+        attempt(breaker, HTTP_503 if failed else DELIVERED, clock, step=1.0)
+        assert breaker.state is State.CLOSED
+    assert longest >= 6  # runs longer than MIN_FAILURES, more than SILENCE_S without a success
+
+
 def test_the_old_five_in_a_row_rule_would_have_opened_on_that_luck():
     rng = random.Random(40)
     draws = [rng.random() < 0.4 for _ in range(20_000)]
