@@ -19,7 +19,6 @@ requests, so the auth can import it without a cycle.
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import time
 from collections.abc import Iterable, Mapping
@@ -119,7 +118,8 @@ def string_to_sign(http_method: str, http_host: str, uri: str, timestamp: str | 
 
 def sign(private_key: str, to_sign: str) -> str:
     """HMAC-SHA256 of the string to sign, base64url without the "=" padding (the seed's last step)."""
-    digest = hmac.new(private_key.encode(), to_sign.encode(), hashlib.sha256).digest()
+    # hmac.digest is the standard library's one-shot HMAC (OpenSSL's, no HMAC object per call).
+    digest = hmac.digest(private_key.encode(), to_sign.encode(), "sha256")
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
