@@ -9,7 +9,7 @@ full outage window) while `send` is killed with SIGKILL mid-flight and restarted
 
     MEASURE_CHAOS_FULL=1      the full run (5,000 events; `make chaos`); default a reduced one
     MEASURE_CHAOS_EVENTS=N    override the number of events
-    MEASURE_CHAOS_PUSH=relay  Eventarc's stand-in is tests/pushrelay.py (up to 64 pushes outstanding,
+    MEASURE_CHAOS_PUSH=relay  Eventarc's stand-in is measure/tools/pushrelay.py (up to 64 pushes outstanding,
                               as the real push keeps many) instead of the emulator's push
                               subscription (`emulator`, the default: about two outstanding, so a
                               slow API makes it, not measure, the drain's limit)
@@ -21,7 +21,6 @@ so that timeouts and an outage cost seconds rather than minutes.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import io
 import json
@@ -36,7 +35,6 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -60,10 +58,10 @@ from measure.tools.devstack import (
     functions_framework_bin,
 )
 from measure.tools.emulator import LOOPBACK, create_topology, free_port, spawn, stop_group
+from measure.tools.pushrelay import PushRelay
 from measure.tools.sandbox import Sandbox
 from measure.tune.outcome import Kind, Outcome
 from tests.helpers import ADVERTISER, CONSUMER_KEY, PRIVATE_KEY, SITE_IDS, TOKENS, base_env, seed_form
-from tests.pushrelay import PushRelay
 from tests.test_logscan import leaks
 
 FULL = os.environ.get("MEASURE_CHAOS_FULL", "").strip() not in ("", "0")
@@ -161,55 +159,6 @@ def test_a_sweep_tries_again_after_the_cooldown():
     """The chaos run found a sweep instance whose circuit had opened never attempting again."""
     summary, attempts = sweep_after_an_outage()
     assert attempts >= 1 and summary["delivered"] >= 1, summary
-
-
-# ---------------------------------------------------------------------------------------------
-# The relay that stands in for Eventarc's push (MEASURE_CHAOS_PUSH=relay): push semantics
-
-
-def test_the_push_relay_acknowledges_a_success_and_redelivers_a_failure(make_topology):
-    """Each message is POSTed as Pub/Sub push's envelope; the first push of each is answered 500,
-    so it must come again, and once answered 204 it must not."""
-    pushes: list[dict] = []
-    lock = threading.Lock()
-
-    class Endpoint(BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            with lock:
-                pushes.append({"body": body, "content type": self.headers["Content-Type"]})
-                first = sum(p["body"]["message"]["messageId"] == body["message"]["messageId"] for p in pushes) == 1
-            self.send_response(500 if first else 204)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer((LOOPBACK, 0), Endpoint)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    topology = make_topology(tap=False)
-    relay = PushRelay.subscribe(topology, f"http://{LOOPBACK}:{server.server_address[1]}/").start()
-    try:
-        ids = {topology.publish(topology.names.events_topic, f"m{i}".encode(), n=str(i)): i for i in range(5)}
-        deadline = time.monotonic() + 30
-        while relay.acked < len(ids) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.5)  # a redelivery of an acknowledged message would arrive by now
-    finally:
-        relay.stop()
-        server.shutdown()
-        server.server_close()
-
-    assert Counter(p["body"]["message"]["messageId"] for p in pushes) == {message_id: 2 for message_id in ids}
-    assert (relay.pulled, relay.acked, relay.released) == (10, 5, 5)
-    assert relay.failures == {"HTTP 500": 5}
-    for push in pushes:
-        message = push["body"]["message"]
-        assert push["body"]["subscription"] == relay.subscription
-        assert push["content type"] == "application/json"
-        assert base64.b64decode(message["data"]) == f"m{ids[message['messageId']]}".encode()
-        assert message["attributes"] == {"n": str(ids[message["messageId"]])}
-        assert message["publishTime"].endswith("Z")
 
 
 # ---------------------------------------------------------------------------------------------
