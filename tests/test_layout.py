@@ -78,7 +78,7 @@ ALLOWED = {
     "measure.gcp": {"measure.gcp"},
     "measure.pipeline": {"measure.pipeline", "measure.events", "measure.tune", "measure.gcp"},
 }
-SHARED = {"measure.config", "measure.logs"}
+SHARED = {"measure.config", "measure.logs", "measure.retryafter"}
 
 
 @pytest.mark.parametrize("layer", sorted(ALLOWED))

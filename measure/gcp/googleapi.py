@@ -12,7 +12,6 @@ side). Each call the functions make is one JSON request.
 
 from __future__ import annotations
 
-import email.utils
 import json
 import random
 import time
@@ -20,6 +19,8 @@ from dataclasses import dataclass
 
 import google.auth.exceptions
 import requests
+
+from measure import retryafter
 
 CONNECT_TIMEOUT = 5.0
 # Statuses Google documents as worth retrying, whatever the body says.
@@ -66,17 +67,7 @@ class Backoff:
 
 def retry_after(headers) -> float | None:
     """Seconds a Retry-After header asks for (a number or an HTTP date), or None."""
-    value = (headers or {}).get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
+    return retryafter.seconds((headers or {}).get("Retry-After"))
 
 
 class Api:

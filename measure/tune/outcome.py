@@ -15,12 +15,11 @@ schedules the next attempt can honour the API's own "not before".
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC
-from email.utils import parsedate_to_datetime
 from enum import StrEnum
+
+from measure import retryafter
 
 DUPLICATE_MESSAGE = "Duplicate request detected"
 RESPONDER_HEADER = "X-MAT-Responder"
@@ -72,23 +71,6 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return next((value for key, value in headers.items() if key.lower() == wanted), None)
 
 
-def retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Retry-After as seconds from `now`: delay-seconds or an HTTP date (RFC 9110 10.2.3); a date
-    already past is 0, anything unreadable None."""
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isascii() and value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:  # "-0000": an HTTP date is always UTC
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
-
-
 def _messages(body: object) -> list[str]:
     if not isinstance(body, dict):
         return []
@@ -111,7 +93,7 @@ def classify(status: int, headers: Mapping[str, str], body: bytes, latency: floa
     log_id = str(log_id) if log_id else None
     messages = _messages(parsed) if api_answer else []
     reason = "; ".join(messages)
-    wait = retry_after(_header(headers, RETRY_AFTER_HEADER), now)
+    wait = retryafter.seconds(_header(headers, RETRY_AFTER_HEADER), now)
 
     def outcome(kind: Kind, why: str, outage: bool = False) -> Outcome:
         return Outcome(kind, why, status, log_id, latency, outage, wait)
