@@ -83,7 +83,6 @@ def webhook():
 
 @_once
 def delivery():
-    from measure.pipeline.breaker import CircuitBreaker
     from measure.pipeline.concurrency import ConcurrencyLimit
     from measure.pipeline.delivery import Delivery
     from measure.tune.client import MeasurementClient
@@ -95,7 +94,7 @@ def delivery():
     # opens and drops a connection for every attempt beyond it.
     client = MeasurementClient(settings.endpoint, secrets().credentials, read_timeout=settings.api_timeout,
                                pool_size=max(threads(), limit.maximum))
-    return Delivery(settings, client, publisher(), CircuitBreaker(cooldown=settings.breaker_cooldown), limit=limit)
+    return Delivery(settings, client, publisher(), limit=limit)  # its breaker: config's cooldown
 
 
 @_once

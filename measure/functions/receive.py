@@ -36,8 +36,7 @@ Response = tuple[str, int, dict[str, str]]
 
 
 def error_response(status: int, error: str, message: str, problems=(), headers=None) -> Response:
-    body = {"error": error, "message": message, "problems": [p if isinstance(p, dict) else p.to_dict()
-                                                              for p in problems]}
+    body = {"error": error, "message": message, "problems": [p.to_dict() for p in problems]}
     return json.dumps(body), status, {**JSON, **(headers or {})}
 
 
@@ -146,4 +145,4 @@ class Webhook:
     @staticmethod
     def _too_large() -> Response:
         return error_response(413, "too_large", f"body larger than {MAX_BODY_BYTES} bytes; split the batch",
-                              [{"index": None, "field": "body", "problem": f"larger than {MAX_BODY_BYTES} bytes"}])
+                              [events.Problem(None, "body", f"larger than {MAX_BODY_BYTES} bytes")])

@@ -36,8 +36,7 @@ from collections.abc import Callable
 from measure import logs
 from measure.config import Config
 from measure.gcp.publisher import PublishError
-from measure.pipeline.breaker import State
-from measure.pipeline.delivery import Delivery, Result
+from measure.pipeline.delivery import CIRCUIT_OPEN, Delivery, Result
 from measure.pipeline.message import Envelope, UndecodableMessageError, decode
 
 MAX_PULL = 1000  # Pub/Sub's most messages in one pull
@@ -112,9 +111,13 @@ class Sweeper:
         previous = self._latency
         self._latency = latency if previous is None else previous + LATENCY_SMOOTHING * (latency - previous)
 
+    def slots(self) -> int:
+        """Attempts in flight at most now: the pool's size or the concurrency limit, the smaller."""
+        return min(self.parallelism, self.delivery.limit.limit)
+
     def capacity(self, seconds: float) -> int:
         """About how many attempts the current limit gets through in `seconds`."""
-        slots = min(self.parallelism, self.delivery.limit.limit)
+        slots = self.slots()
         if self._latency is None:
             # A first small round shows what an attempt costs; against an API that is down it is
             # also all the timeouts this instance spends before its breaker opens.
@@ -157,7 +160,7 @@ class _Sweep:
                     break
                 if self.breaker.is_open and not self.running and not self.breaker.ready():
                     if self.counts["pulled"] or self.ready or self.held:
-                        stopped = "circuit open: the Measurement API keeps failing"
+                        stopped = CIRCUIT_OPEN
                     else:
                         stopped = "circuit open: waiting out its cooldown"
                     break
@@ -187,9 +190,9 @@ class _Sweep:
         return summary
 
     def _slots(self) -> int:
-        if self.breaker.state is not State.CLOSED:
+        if self.breaker.is_open:
             return 1  # the half-open trial; the rest follow only once it closes the circuit
-        return min(self.s.parallelism, self.s.delivery.limit.limit)
+        return self.s.slots()
 
     def _start(self) -> None:
         while self.ready and len(self.running) < self._slots():
@@ -254,7 +257,7 @@ class _Sweep:
     def _pull(self, now: float) -> None:
         queued = len(self.ready) + len(self.held) + len(self.running)
         want = min(MAX_PULL, self.s.capacity(min(self.end - now, ACK_DEADLINE_S / 2)) - queued)
-        if self.breaker.state is not State.CLOSED:
+        if self.breaker.is_open:
             want = min(want, 1 - queued)
         if want <= 0:
             return
@@ -275,7 +278,7 @@ class _Sweep:
     def _triage(self, received: list) -> None:
         """Settle what needs no attempt now; queue what is due, or soon due."""
         now, now_m = self.s.clock(), time.monotonic()
-        hide: defaultdict[int, list[str]] = defaultdict(list)
+        hidden: list[tuple[float, str]] = []
         for item in received:
             message = item.message
             try:
@@ -294,9 +297,17 @@ class _Sweep:
             elif wait <= HOLD_S and now_m + wait < self.end:
                 heapq.heappush(self.held, (now_m + wait, next(self._seq), item.ack_id, envelope, now_m))
             else:
-                hide[deadline_step(wait)].append(item.ack_id)
+                hidden.append((wait, item.ack_id))
                 self.counts["not_due"] += 1
-        for seconds, ack_ids in hide.items():
+        self._hide(hidden)
+
+    def _hide(self, waits: list[tuple[float, str]]) -> None:
+        """Hide each message for at least its wait (0 or less: offer it again now), with one
+        modifyAckDeadline call per distinct deadline step."""
+        by_step: defaultdict[int, list[str]] = defaultdict(list)
+        for wait, ack_id in waits:
+            by_step[deadline_step(wait) if wait > 0 else 0].append(ack_id)
+        for seconds, ack_ids in by_step.items():
             self._modify(ack_ids, seconds)
 
     def _settle(self, ack_id: str, action: Callable[..., object], *args, **kwargs) -> None:
@@ -325,13 +336,9 @@ class _Sweep:
         self.give_back += [ack_id for ack_id, _, _ in self.ready]
         if self.give_back:
             self._modify(self.give_back, 0)
-        hide: defaultdict[int, list[str]] = defaultdict(list)
         now_m = time.monotonic()
-        for due, _, ack_id, _, _ in self.held:
-            hide[deadline_step(due - now_m) if due > now_m else 0].append(ack_id)
+        self._hide([(due - now_m, ack_id) for due, _, ack_id, _, _ in self.held])
         self.counts["released"] += len(self.held)
-        for seconds, ack_ids in hide.items():
-            self._modify(ack_ids, seconds)
         self._ack()
 
     def _keep_hidden(self, now: float) -> None:

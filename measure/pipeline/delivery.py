@@ -47,6 +47,9 @@ class Result(StrEnum):
 _DONE = {Kind.DELIVERED: Result.DELIVERED, Kind.DUPLICATE: Result.DUPLICATE}
 
 
+# Why an event was not attempted (its log line, its retry state, a sweep that stopped at it).
+CIRCUIT_OPEN = "circuit open: the Measurement API keeps failing"
+
 @dataclass(frozen=True)
 class Handled:
     result: Result
@@ -80,16 +83,15 @@ class Delivery:
         if site_id is None:
             reason = f"no site id configured for {event.platform}/{event.storefront} (MEASURE_SITE_IDS)"
             return self.dead_letter("rejected", reason, component, envelope=envelope)
-        circuit_open = "circuit open: the Measurement API keeps failing"
         if not self.breaker.ready():  # asked first, so an open circuit costs no wait for a slot
-            return self._defer(envelope, component, circuit_open, self.breaker.seconds_until_ready())
+            return self._defer(envelope, component, CIRCUIT_OPEN, self.breaker.seconds_until_ready())
         if not self.limit.acquire(self.config.api_timeout if wait is None else wait):
             return self._defer(envelope, component, "concurrency limit: the Measurement API is slow to answer",
                                self.schedule[0])
         outcome = None
         try:
             if not self.breaker.allow():
-                return self._defer(envelope, component, circuit_open, self.breaker.seconds_until_ready())
+                return self._defer(envelope, component, CIRCUIT_OPEN, self.breaker.seconds_until_ready())
             params = tune_params.to_params(event, advertiser_id=self.config.advertiser_id, site_id=site_id)
             outcome = self.client.deliver(params)
         finally:

@@ -38,8 +38,6 @@ from measure.tune.signing import encode_post_params
 CONNECT_TIMEOUT = 3.05
 READ_TIMEOUT = 10.0
 USER_AGENT = "measure/0.1 (+server-to-server)"
-# Connections kept when the caller does not say its concurrency (requests' own default).
-DEFAULT_POOL_SIZE = DEFAULT_POOLSIZE
 # The pools the adapter keeps: one per scheme, host and port, and a client talks to one endpoint.
 ENDPOINT_POOLS = 1
 
@@ -59,7 +57,7 @@ class MeasurementClient:
         *,
         connect_timeout: float = CONNECT_TIMEOUT,
         read_timeout: float = READ_TIMEOUT,
-        pool_size: int = DEFAULT_POOL_SIZE,
+        pool_size: int = DEFAULT_POOLSIZE,  # requests' own default, when the caller does not say
     ):
         self.endpoint = check_endpoint(endpoint)
         self.timeout = (connect_timeout, read_timeout)
