@@ -55,9 +55,9 @@ def threads() -> int:
 
 @_once
 def pubsub():
-    from measure.gcp import credentials, googleapi
+    from measure.gcp import googleapi
 
-    return googleapi.pubsub(credentials.pubsub_session(threads()))
+    return googleapi.pubsub(pool_size=threads())
 
 
 @_once
@@ -107,10 +107,10 @@ def sender():
 @_once
 def sweeper():
     from measure.functions.sweep import Sweeper
+    from measure.gcp.credentials import emulator_host
     from measure.gcp.subscriber import Subscriber
 
-    return Sweeper(config(), delivery(), Subscriber(pubsub()),
-                   return_immediately=bool(os.environ.get("PUBSUB_EMULATOR_HOST")))
+    return Sweeper(config(), delivery(), Subscriber(pubsub()), return_immediately=emulator_host() is not None)
 
 
 def reset() -> None:

@@ -66,9 +66,6 @@ def session(credentials, pool_size: int) -> requests.Session:
     return made
 
 
-def pubsub_session(pool_size: int, credentials=None) -> requests.Session:
-    """The session for Pub/Sub: no credentials on the emulator; elsewhere `credentials`, by
-    default google.auth.default()'s."""
-    if emulator_host():
-        return session(None, pool_size)
-    return session(credentials if credentials is not None else default_credentials(), pool_size)
+def pubsub_session(pool_size: int) -> requests.Session:
+    """The session for Pub/Sub: no credentials on the emulator, elsewhere google.auth.default()'s."""
+    return session(None if emulator_host() else default_credentials(), pool_size)

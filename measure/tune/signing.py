@@ -83,15 +83,13 @@ def _single_values(params: Mapping[str, object] | Iterable[tuple[str, object]]) 
     key or a longer sequence is refused, as the Go reference refuses multi-valued url.Values."""
     pairs = params.items() if isinstance(params, Mapping) else params
     single: dict[str, str] = {}
-    counts: dict[str, int] = {}
     for key, value in pairs:
         if isinstance(value, (list, tuple)):
             if len(value) != 1:
                 raise MultiValuedParameterError(key, len(value))
             (value,) = value
-        if key in single:
-            counts[key] = counts.get(key, 1) + 1
-            raise MultiValuedParameterError(key, counts[key])
+        if key in single:  # the first repeat is refused: the key has two values
+            raise MultiValuedParameterError(key, 2)
         if value is None or isinstance(value, bool):
             raise SigningError(f"POST parameter {key!r} must be a string or a number, not {value!r}")
         single[key] = value if isinstance(value, str) else str(value)
