@@ -13,7 +13,7 @@ events knows nothing of TUNE or Pub/Sub. Pure stdlib and cheap to import: this p
 on every cold start of `receive`.
 """
 
-from measure.events.body import CONTENT_TYPES, FORM, JSON, JSONL, MAX_BATCH, MAX_BODY_BYTES, NDJSON, parse_body
+from measure.events.body import FORM, JSON, MAX_BATCH, MAX_BODY_BYTES, NDJSON, parse_body
 from measure.events.event import Event
 from measure.events.fields import (
     CORE_FIELDS,
@@ -26,29 +26,25 @@ from measure.events.fields import (
     site_key,
 )
 from measure.events.ids import derive_event_id
-from measure.events.problems import BodyError, EventsError, InvalidEvents, Problem
-from measure.events.validation import DEFAULT_MAX_AGE, MAX_FUTURE, check, validate
+from measure.events.problems import BodyError, InvalidEvents, Problem
+from measure.events.validation import DEFAULT_MAX_AGE, check, validate
 
 __all__ = [
-    "CONTENT_TYPES",
     "CORE_FIELDS",
     "DEFAULT_EVENT_NAME",
     "DEFAULT_MAX_AGE",
     "FIELDS",
     "FORM",
     "JSON",
-    "JSONL",
     "MAX_BATCH",
     "MAX_BODY_BYTES",
     "MAX_EVENT_KEYS",
     "MAX_FIELD_LENGTH",
-    "MAX_FUTURE",
     "NDJSON",
     "PASSTHROUGH_FIELDS",
     "REQUIRED_FIELDS",
     "BodyError",
     "Event",
-    "EventsError",
     "InvalidEvents",
     "Problem",
     "check",

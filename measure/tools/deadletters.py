@@ -249,7 +249,7 @@ class Hold:
     def __init__(self, subscriber, project: str, subscription: str = DEFAULT_SUBSCRIPTION, *,
                  return_immediately: bool = False, pull_timeout: float = PULL_TIMEOUT):
         self.subscriber = subscriber
-        self.path = f"projects/{project}/subscriptions/{subscription}"
+        self.path = subscriber.subscription_path(project, subscription)
         # The emulator holds an empty pull for its whole deadline unless asked to answer at once;
         # the real service may answer empty with messages waiting when asked that, so only there.
         self.return_immediately = return_immediately

@@ -9,8 +9,7 @@ push subscription is re-pointed at the endpoint asked for.
 from __future__ import annotations
 
 from measure.gcp import googleapi
-
-CALL_TIMEOUT = 30.0
+from measure.gcp.subscriber import CALL_TIMEOUT
 
 
 def create_topic(api: googleapi.Api, topic: str) -> bool:

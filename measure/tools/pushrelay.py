@@ -30,7 +30,6 @@ OUTSTANDING = 64  # pushes in flight at most: send's THREADS in the chaos run
 PUSH_SUCCESS = frozenset({200, 201, 202, 204})
 # Pub/Sub push waits for an answer until the message's ack deadline; a later answer is a failure.
 PUSH_TIMEOUT = PUSH_ACK_DEADLINE - 5
-CONNECT_TIMEOUT = 5.0
 # Pub/Sub backs off from an endpoint whose pushes fail, exponentially from 100 ms (up to a minute);
 # capped here at a second so that send's two seconds down cost about that, as in the emulator's case.
 BACKOFF_FIRST = 0.1
@@ -178,7 +177,7 @@ class PushRelay:
         outcome = "not sent"
         try:
             response = self._session.post(self.endpoint, json=push_envelope(received, self.subscription),
-                                          headers=HEADERS, timeout=(CONNECT_TIMEOUT, self.push_timeout))
+                                          headers=HEADERS, timeout=(googleapi.CONNECT_TIMEOUT, self.push_timeout))
             outcome = "" if response.status_code in PUSH_SUCCESS else f"HTTP {response.status_code}"
         except requests.RequestException as error:
             outcome = type(error).__name__
