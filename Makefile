@@ -1,6 +1,6 @@
 # The two commands a user types: `make run` and `make test`. Everything Python they need is
 # bootstrapped here; what cannot be (gcloud and its emulator, Java, terraform) is checked first,
-# by measure/tools/prereqs.py, which names each missing tool and the command that installs it.
+# by measure/dev/prereqs.py, which names each missing tool and the command that installs it.
 SHELL := /bin/bash
 # The Python that builds .venv: the first of these that runs and is 3.11+ (3.12 first: Cloud
 # Functions runs python312), else python3, which the check then names as too old.
@@ -53,7 +53,7 @@ prereqs:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found: install Python 3.11+" \
 	  "(Debian/Ubuntu: sudo apt-get install python3 python3-venv; macOS: brew install python@3.12)" \
 	  "or name one: make PYTHON=/path/to/python3.12 $(MAKECMDGOALS)" >&2; exit 1; }
-	@$(PYTHON) measure/tools/prereqs.py $(or $(filter-out prereqs,$(MAKECMDGOALS)),venv)
+	@$(PYTHON) measure/dev/prereqs.py $(or $(filter-out prereqs,$(MAKECMDGOALS)),venv)
 
 run: $(VENV)/.stamp
 	$(PY) -m measure dev

@@ -146,7 +146,7 @@ class Context:
 
     def emulator(self):
         if self._emulator is None:
-            from measure.tools.emulator import Emulator
+            from measure.dev.emulator import Emulator
 
             print("starting the Pub/Sub emulator ...", flush=True)
             with pinned_children(LOAD_CPUS):
@@ -173,7 +173,7 @@ class Context:
 
 
 class Sandbox:
-    """benchmarks.sandbox_server (measure.tools.sandbox counting connections) in its own process group."""
+    """benchmarks.sandbox_server (measure.dev.sandbox counting connections) in its own process group."""
 
     def __init__(self, service):
         self.service = service
@@ -182,8 +182,8 @@ class Sandbox:
 
     @classmethod
     def start(cls, ctx: Context) -> Sandbox:
-        from measure.tools.devstack import start_service
-        from measure.tools.emulator import free_port
+        from measure.dev.devstack import start_service
+        from measure.dev.emulator import free_port
 
         port = free_port()
         argv = [*taskset(LOAD_CPUS), PY, "-m", "benchmarks.sandbox_server", "--port", str(port),
@@ -311,7 +311,7 @@ def seed_event(i: int, now: int | None = None) -> dict[str, str]:
 
 
 def new_topology(ctx: Context, suffix: str, **kwargs):
-    from measure.tools.emulator import Names, create_topology
+    from measure.dev.emulator import Names, create_topology
 
     emulator = ctx.emulator()
     return create_topology(emulator.project, emulator_host=emulator.host, names=Names().suffixed(suffix), **kwargs)
@@ -323,9 +323,9 @@ def new_topology(ctx: Context, suffix: str, **kwargs):
 def start_function(ctx: Context, name: str, target: str, *, env: Mapping[str, str], threads: int,
                    source: Path | None = None, signature_type: str = "http", cpus: str = SERVER_CPUS):
     """functions-framework as Cloud Run runs it (gunicorn, WORKERS/THREADS from the environment),
-    pinned to `cpus`; returns a running, listening `measure.tools.devstack.Service`."""
-    from measure.tools.devstack import functions_framework_bin, start_service
-    from measure.tools.emulator import free_port
+    pinned to `cpus`; returns a running, listening `measure.dev.devstack.Service`."""
+    from measure.dev.devstack import functions_framework_bin, start_service
+    from measure.dev.emulator import free_port
 
     port = free_port()
     source = source or ctx.source
@@ -348,7 +348,7 @@ def stop(service) -> None:
 
 def group_pss_mib(pgid: int) -> float:
     """Proportional set size of a process group (shared pages counted once), in MiB."""
-    from measure.tools.emulator import group_members
+    from measure.dev.emulator import group_members
 
     total_kib = 0
     for pid in group_members(pgid):
@@ -362,7 +362,7 @@ def group_pss_mib(pgid: int) -> float:
 
 def group_cpu_s(pgid: int) -> float:
     """CPU seconds (user + system) used so far by the live processes of a group."""
-    from measure.tools.emulator import group_members
+    from measure.dev.emulator import group_members
 
     tick = os.sysconf("SC_CLK_TCK")
     total = 0
@@ -375,7 +375,7 @@ def group_cpu_s(pgid: int) -> float:
 
 def group_hwm_mib(pgid: int) -> float:
     """The largest peak RSS (VmHWM) of any one process of the group, in MiB."""
-    from measure.tools.emulator import group_members
+    from measure.dev.emulator import group_members
 
     peak = 0
     for pid in group_members(pgid):
@@ -430,7 +430,7 @@ class Profile:
     def __enter__(self) -> Profile:
         if self.ctx is None or not self.ctx.profile:
             return self
-        from measure.tools.emulator import group_members
+        from measure.dev.emulator import group_members
 
         spy = str(Path(tools_python("py-spy")).parent / "py-spy")
         def parent(pid: int) -> int:

@@ -105,9 +105,9 @@ class Stack:
         """`count` new events on measure-events (1,000 a Publish RPC), as receive publishes them."""
         from google.pubsub_v1.types import PublishRequest, PubsubMessage
 
+        from measure.dev.emulator import publisher_client
         from measure.events import validate
         from measure.pipeline.message import event_message
-        from measure.tools.emulator import publisher_client
 
         now = int(time.time())
         events = validate([seed_event(7_000_000 + self._first + i, now) for i in range(count)],

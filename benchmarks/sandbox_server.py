@@ -1,4 +1,4 @@
-"""measure.tools.sandbox in a process of its own for the benchmarks.
+"""measure.dev.sandbox in a process of its own for the benchmarks.
 
     python -m benchmarks.sandbox_server --port P --latency-ms 50 --consumer-key C --private-key K
 
@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 
-from measure.tools.sandbox import Sandbox
+from measure.dev.sandbox import Sandbox
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,10 +44,10 @@ def publish_backlog(topology, count: int, first: int) -> float:
     """Publish `count` due retries, 1,000 to a Publish RPC; returns the seconds it took."""
     from google.pubsub_v1.types import PublishRequest, PubsubMessage
 
+    from measure.dev.emulator import publisher_client
     from measure.events import validate
     from measure.pipeline.message import retry_message
     from measure.pipeline.retry import RetryState
-    from measure.tools.emulator import publisher_client
 
     now = int(time.time())
     events = validate([seed_event(first + i, now) for i in range(count)], site_ids={"pc/steam": "2960"}, now=now)

@@ -1,5 +1,5 @@
 import sys
 
-from measure.tools.cli import main
+from measure.ops.cli import main
 
 sys.exit(main())

@@ -2,7 +2,8 @@
 # measure/ package that main.py imports, nothing else (no tests, no virtualenv, no bytecode, no
 # local settings, no tools). The archive is listed file by file through `source` blocks, so a new
 # top-level file or directory can never slip into a deployment. What main.py does not import is
-# left out by name: measure/tools/ (sandbox, dev stack, CLI, backfill, ...), `python -m measure`
+# left out by name: measure/ops/ (the operator's CLI: dead letters, backfill, explain) and
+# measure/dev/ (sandbox, dev stack, emulator helpers), `python -m measure`
 # and the two public re-export modules. tests/test_terraform.py checks that this list is exactly
 # main.py's import closure, and that measure/ holds nothing but Python modules.
 
@@ -10,7 +11,7 @@ locals {
   repo_root = "${path.module}/.."
 
   # Importable by users and operators, never by the functions.
-  not_shipped = ["__main__.py", "signing.py", "links.py"]
+  not_shipped = ["__main__.py", "signing.py", "links.py", "tune/links.py"]
 
   source_files = merge(
     {
@@ -20,7 +21,7 @@ locals {
     {
       for f in fileset("${local.repo_root}/measure", "**/*.py") :
       "measure/${f}" => "${local.repo_root}/measure/${f}"
-      if !strcontains(f, "__pycache__") && !startswith(f, "tools/") && !contains(local.not_shipped, f)
+      if !strcontains(f, "__pycache__") && !startswith(f, "ops/") && !startswith(f, "dev/") && !contains(local.not_shipped, f)
     },
   )
 }

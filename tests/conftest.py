@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from measure.tools.devstack import MAIN_PY, SERVER_START_TIMEOUT
-from measure.tools.devstack import function_server as start_function_server
-from measure.tools.emulator import Emulator, Names, create_topology, free_port, log_tail
+from measure.dev.devstack import MAIN_PY, SERVER_START_TIMEOUT
+from measure.dev.devstack import function_server as start_function_server
+from measure.dev.emulator import Emulator, Names, create_topology, free_port, log_tail
 
 __all__ = ["free_port"]
 

@@ -9,7 +9,7 @@ full outage window) while `send` is killed with SIGKILL mid-flight and restarted
 
     MEASURE_CHAOS_FULL=1      the full run (5,000 events; `make chaos`); default a reduced one
     MEASURE_CHAOS_EVENTS=N    override the number of events
-    MEASURE_CHAOS_PUSH=relay  Eventarc's stand-in is measure/tools/pushrelay.py (up to 64 pushes outstanding,
+    MEASURE_CHAOS_PUSH=relay  Eventarc's stand-in is measure/dev/pushrelay.py (up to 64 pushes outstanding,
                               as the real push keeps many) instead of the emulator's push
                               subscription (`emulator`, the default: about two outstanding, so a
                               slow API makes it, not measure, the drain's limit)
@@ -43,13 +43,7 @@ import requests
 
 from measure import events
 from measure.config import load
-from measure.functions.sweep import Sweeper
-from measure.gcp.publisher import Publisher
-from measure.pipeline import retry
-from measure.pipeline.breaker import CircuitBreaker
-from measure.pipeline.delivery import Delivery
-from measure.pipeline.message import decode, retry_message
-from measure.tools.devstack import (
+from measure.dev.devstack import (
     MAIN_PY,
     REPO_ROOT,
     SERVER_START_TIMEOUT,
@@ -57,9 +51,15 @@ from measure.tools.devstack import (
     function_server,
     functions_framework_bin,
 )
-from measure.tools.emulator import LOOPBACK, create_topology, free_port, spawn, stop_group
-from measure.tools.pushrelay import PushRelay
-from measure.tools.sandbox import Sandbox
+from measure.dev.emulator import LOOPBACK, create_topology, free_port, spawn, stop_group
+from measure.dev.pushrelay import PushRelay
+from measure.dev.sandbox import Sandbox
+from measure.functions.sweep import Sweeper
+from measure.gcp.publisher import Publisher
+from measure.pipeline import retry
+from measure.pipeline.breaker import CircuitBreaker
+from measure.pipeline.delivery import Delivery
+from measure.pipeline.message import decode, retry_message
 from measure.tune.outcome import Kind, Outcome
 from tests.helpers import ADVERTISER, CONSUMER_KEY, PRIVATE_KEY, SITE_IDS, TOKENS, base_env, seed_form
 from tests.test_logscan import leaks

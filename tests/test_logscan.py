@@ -27,10 +27,10 @@ import requests
 
 from measure import events
 from measure.config import load
+from measure.dev.emulator import create_topology
+from measure.dev.sandbox import Sandbox
 from measure.pipeline.delivery import Delivery
 from measure.pipeline.message import Envelope, event_message
-from measure.tools.emulator import create_topology
-from measure.tools.sandbox import Sandbox
 from measure.tune.client import MeasurementClient
 from tests.helpers import ADVERTISER, CONSUMER_KEY, PRIVATE_KEY, SITE_IDS, TOKENS, base_env, seed_form
 

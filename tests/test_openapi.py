@@ -24,10 +24,10 @@ import pytest
 import yaml
 
 from measure import events
+from measure.dev.devstack import REPO_ROOT, SERVER_START_TIMEOUT, function_server
+from measure.dev.emulator import Names, create_topology, free_port, log_tail
 from measure.events import validation
 from measure.functions import receive as webhook
-from measure.tools.devstack import REPO_ROOT, SERVER_START_TIMEOUT, function_server
-from measure.tools.emulator import Names, create_topology, free_port, log_tail
 from tests.helpers import TOKENS, base_env
 
 SPEC_PATH = REPO_ROOT / "openapi.yaml"

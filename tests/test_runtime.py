@@ -3,7 +3,7 @@
 from concurrent.futures import ThreadPoolExecutor
 
 from measure import runtime
-from measure.tools.sandbox import Sandbox
+from measure.dev.sandbox import Sandbox
 from tests.helpers import ADVERTISER, CONSUMER_KEY, PRIVATE_KEY, base_env
 
 

@@ -24,9 +24,9 @@ import flask
 import pytest
 
 from measure.config import ConfigError, check_endpoint, load
+from measure.dev.devstack import REPO_ROOT
 from measure.functions import receive as webhook
 from measure.gcp.secrets import SecretManagerSource, Secrets
-from measure.tools.devstack import REPO_ROOT
 from measure.tune.client import MeasurementClient
 from measure.tune.outcome import Kind
 from tests.helpers import CONSUMER_KEY, PRIVATE_KEY, TOKENS, base_env, seed_form
@@ -217,8 +217,8 @@ def test_a_redirect_is_never_followed():
 
 # --- what a deployment loads ----------------------------------------------------------------------
 
-DEV_ONLY = ("measure.tools.sandbox", "measure.tools.devstack", "measure.tools.cli", "measure.tools.backfill",
-            "measure.tools.deadletters", "measure.tools.emulator", "measure.tools.links", "measure.tools.resolution")
+DEV_ONLY = ("measure.dev.sandbox", "measure.dev.devstack", "measure.ops.cli", "measure.ops.backfill",
+            "measure.ops.deadletters", "measure.dev.emulator", "measure.tune.links", "measure.ops.resolution")
 
 
 def test_a_deployment_never_loads_the_sandbox_or_the_development_tools():

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from measure import config as config_module
+from measure.dev.sandbox import Sandbox
 from measure.events import PASSTHROUGH_FIELDS, Event
 from measure.functions import debug
 from measure.functions import receive as webhook
@@ -16,7 +17,6 @@ from measure.functions.send import Sender
 from measure.gcp.publisher import Publisher
 from measure.pipeline.breaker import CircuitBreaker
 from measure.pipeline.delivery import Delivery
-from measure.tools.sandbox import Sandbox
 from measure.tune.client import MeasurementClient
 from tests.helpers import ADVERTISER, CONSUMER_KEY, PRIVATE_KEY, app_client, base_env, bearer, seed_form
 

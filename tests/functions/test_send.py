@@ -3,9 +3,9 @@
 import base64
 import time
 
+from measure.dev.emulator import create_topology
 from measure.pipeline.delivery import Result
 from measure.pipeline.message import event_message
-from measure.tools.emulator import create_topology
 from tests.helpers import base_env
 from tests.pipeline.stack import Pipeline, make_event, pipeline_fixture, sandbox_fixture  # noqa: F401
 

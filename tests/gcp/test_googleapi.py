@@ -12,10 +12,10 @@ import time
 import pytest
 import requests
 
+from measure.dev.emulator import free_port
 from measure.gcp import googleapi
 from measure.gcp.publisher import Publisher, PublishError
 from measure.gcp.subscriber import Subscriber
-from measure.tools.emulator import free_port
 from tests.gcp.standins import PubsubStandIn
 
 

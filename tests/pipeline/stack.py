@@ -7,6 +7,7 @@ import pytest
 
 from measure import config as config_module
 from measure import events
+from measure.dev.sandbox import Sandbox
 from measure.functions.send import Sender
 from measure.functions.sweep import Sweeper
 from measure.gcp.publisher import Publisher
@@ -14,7 +15,6 @@ from measure.gcp.subscriber import Subscriber
 from measure.pipeline.breaker import CircuitBreaker
 from measure.pipeline.delivery import Delivery
 from measure.pipeline.message import decode, event_message
-from measure.tools.sandbox import Sandbox
 from measure.tune.client import MeasurementClient
 from tests.helpers import ADVERTISER, CONSUMER_KEY, PRIVATE_KEY, SITE_IDS, base_env, seed_form
 

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from measure.tools.sandbox import Sandbox
+from measure.dev.sandbox import Sandbox
 from measure.tune.client import MeasurementClient
 from measure.tune.outcome import Kind
 from tests.helpers import ADVERTISER, CONSUMER_KEY, PRIVATE_KEY

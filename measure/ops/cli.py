@@ -23,10 +23,10 @@ import sys
 from collections.abc import Sequence
 
 DELEGATED = {
-    "sandbox": ("measure.tools.sandbox", "a local stand-in for the Measurement API"),
-    "dev": ("measure.tools.devstack", "run the whole pipeline locally: emulator, functions, sandbox (make run)"),
-    "backfill": ("measure.tools.backfill", "validate and publish a CSV or NDJSON file of events"),
-    "dead-letters": ("measure.tools.deadletters", "list, show, replay or purge dead letters"),
+    "sandbox": ("measure.dev.sandbox", "a local stand-in for the Measurement API"),
+    "dev": ("measure.dev.devstack", "run the whole pipeline locally: emulator, functions, sandbox (make run)"),
+    "backfill": ("measure.ops.backfill", "validate and publish a CSV or NDJSON file of events"),
+    "dead-letters": ("measure.ops.deadletters", "list, show, replay or purge dead letters"),
 }
 
 
@@ -125,7 +125,7 @@ def cmd_send(args) -> int:
 
 
 def cmd_link(args) -> int:
-    from measure.tools import links
+    from measure.tune import links
 
     try:
         if args.link_command == "encrypt":
@@ -158,7 +158,7 @@ def cmd_explain(args) -> int:
     from urllib.parse import parse_qsl
 
     from measure import events
-    from measure.tools import resolution
+    from measure.ops import resolution
     from measure.tune.params import action_for
 
     text = args.event.strip()

@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from google.cloud import pubsub_v1
 
-from measure.tools.emulator import (
+from measure.dev.emulator import (
     Emulator,
     EmulatorError,
     PortInUseError,
@@ -197,7 +197,7 @@ def test_missing_gcloud_is_a_clear_error(monkeypatch):
 
 def test_no_answer_by_the_deadline_fails_with_the_log_and_leaves_nothing(tmp_path, monkeypatch):
     spawned = []
-    import measure.tools.emulator as emulator_module
+    import measure.dev.emulator as emulator_module
 
     real_spawn = emulator_module.spawn
     monkeypatch.setattr(emulator_module, "spawn", lambda *a, **k: spawned.append(real_spawn(*a, **k)) or spawned[-1])

@@ -1,13 +1,13 @@
-"""measure.tools.pubsub_admin against the real emulator, checked with the client library as an independent reader."""
+"""measure.dev.pubsub_admin against the real emulator, checked with the client library as an independent reader."""
 
 from __future__ import annotations
 
 import pytest
 import requests
 
+from measure.dev import pubsub_admin as admin
+from measure.dev.emulator import subscriber_client
 from measure.gcp import googleapi
-from measure.tools import pubsub_admin as admin
-from measure.tools.emulator import subscriber_client
 
 pytestmark = pytest.mark.emulator
 

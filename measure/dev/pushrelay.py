@@ -20,10 +20,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
+from measure.dev import pubsub_admin as admin
+from measure.dev.emulator import PUSH_ACK_DEADLINE, Topology
 from measure.gcp import credentials, googleapi
 from measure.gcp.subscriber import ReceivedMessage, Subscriber
-from measure.tools import pubsub_admin as admin
-from measure.tools.emulator import PUSH_ACK_DEADLINE, Topology
 
 OUTSTANDING = 64  # pushes in flight at most: send's THREADS in the chaos run
 # The answers Pub/Sub push takes as an acknowledgement (102 Processing never ends a requests call).

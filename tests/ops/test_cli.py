@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from measure.tools.sandbox import Sandbox
+from measure.dev.sandbox import Sandbox
 from tests.helpers import ADVERTISER, CONSUMER_KEY, PRIVATE_KEY, base_env
 
 

@@ -16,15 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from measure.signing import (
-    HEADER_CONSUMER_KEY,
-    HEADER_SIGNATURE,
-    HEADER_TIMESTAMP,
-    MeasureAuth,
-    generate_signature,
-)
-from measure.tools.resolution import EventDefinition
-from measure.tools.sandbox import (
+from measure.dev.sandbox import (
     DUPLICATE_MESSAGE,
     RESPONDER_HEADER,
     Faults,
@@ -35,6 +27,14 @@ from measure.tools.sandbox import (
     faults_from_args,
     main,
     mask_ip,
+)
+from measure.ops.resolution import EventDefinition
+from measure.signing import (
+    HEADER_CONSUMER_KEY,
+    HEADER_SIGNATURE,
+    HEADER_TIMESTAMP,
+    MeasureAuth,
+    generate_signature,
 )
 
 CONSUMER = "sandbox-consumer"
@@ -607,7 +607,7 @@ def test_cli_serves_until_ctrl_c(session):
     env = dict(os.environ, MEASURE_CONSUMER_KEY=CONSUMER, MEASURE_PRIVATE_KEY=PRIVATE,
                PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     env.pop("MEASURE_ADVERTISER_ID", None)
-    command = [sys.executable, "-c", "import sys; from measure.tools.sandbox import main; sys.exit(main())",
+    command = [sys.executable, "-c", "import sys; from measure.dev.sandbox import main; sys.exit(main())",
                "--port", "0", "--definitions", str(ROOT / "examples" / "events.json")]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -1,6 +1,6 @@
 """What `make run` and `make test` need from the machine, checked before anything starts.
 
-    python3 measure/tools/prereqs.py run|test|...    (the Makefile runs it first, for its goals)
+    python3 measure/dev/prereqs.py run|test|...    (the Makefile runs it first, for its goals)
 
 Everything Python is bootstrapped by make (.venv, .tools); what it cannot install is checked
 here: Python 3.11+ with venv, gcloud with its beta and pubsub-emulator components, Java for the

@@ -43,7 +43,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlsplit
 
-from measure.tools.resolution import (
+from measure.ops.resolution import (
     DefinitionsError,
     EventDefinition,
     Resolution,

@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from measure.tools.emulator import (
+from measure.dev.emulator import (
     DEFAULT_PROJECT,
     LOOPBACK,
     Emulator,

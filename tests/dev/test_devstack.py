@@ -16,7 +16,7 @@ import psutil
 import pytest
 import requests
 
-from measure.tools.devstack import (
+from measure.dev.devstack import (
     DEFAULT_PORTS,
     REPO_ROOT,
     DevConfig,
@@ -24,7 +24,7 @@ from measure.tools.devstack import (
     DevStackError,
     main,
 )
-from measure.tools.emulator import (
+from measure.dev.emulator import (
     PortInUseError,
     accepts_connections,
     end_group,

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from measure.tools.prereqs import missing
+from measure.dev.prereqs import missing
 
-SCRIPT = Path(__file__).resolve().parents[2] / "measure" / "tools" / "prereqs.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "measure" / "dev" / "prereqs.py"
 
 
 class Machine:

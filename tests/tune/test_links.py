@@ -1,4 +1,4 @@
-"""measure.tools.links: cross-checked against `openssl enc`, round-tripped, and every refusal."""
+"""measure.tune.links: cross-checked against `openssl enc`, round-tripped, and every refusal."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from measure.tools.links import (
+from measure.tune.links import (
     ConsumerKeyError,
     DecryptionError,
     DuplicateParameterError,

@@ -14,7 +14,7 @@ import pytest
 
 from measure import events
 from measure.gcp.publisher import Publisher
-from measure.tools import backfill
+from measure.ops import backfill
 from tests.helpers import SITE_IDS, TOKENS, base_env
 
 NOW = int(time.time())

@@ -50,8 +50,8 @@ from typing import IO, Protocol
 from measure import events
 from measure.config import ConfigError, check_endpoint, load
 from measure.logs import scrub
+from measure.ops.deadletters import ArgumentError, Parser, duration_arg
 from measure.pipeline.message import event_message
-from measure.tools.deadletters import ArgumentError, Parser, duration_arg
 
 OK, INVALID, USAGE, SEND_FAILED, INTERRUPTED = 0, 1, 2, 3, 130
 

@@ -10,7 +10,7 @@ Java listening on the port, so every process here is started in a process group 
 stopped as a group; `stop_group` then checks that nothing of the group survived. Group members are
 found with psutil and os.getpgid, which work alike on Linux and macOS (macOS has no proc filesystem).
 The small process helpers live here because the emulator is their first user;
-`measure.tools.devstack` and the test fixtures reuse them for the function servers and the sandbox.
+`measure.dev.devstack` and the test fixtures reuse them for the function servers and the sandbox.
 """
 
 from __future__ import annotations
@@ -392,8 +392,8 @@ def create_topology(project: str, *, emulator_host: str, push_endpoint: str | No
     existing push subscription is re-pointed at `push_endpoint`)."""
     import requests
 
+    from measure.dev import pubsub_admin as admin
     from measure.gcp import googleapi
-    from measure.tools import pubsub_admin as admin
 
     names = names or Names()
     topology = Topology(project, emulator_host, names, push_endpoint, tap)

@@ -1,4 +1,4 @@
-"""The Eventarc stand-in (measure/tools/pushrelay.py): Pub/Sub push's envelope and semantics, on the real emulator."""
+"""The Eventarc stand-in (measure/dev/pushrelay.py): Pub/Sub push's envelope and semantics, on the real emulator."""
 
 import base64
 import json
@@ -7,8 +7,8 @@ import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from measure.tools.emulator import LOOPBACK
-from measure.tools.pushrelay import PushRelay
+from measure.dev.emulator import LOOPBACK
+from measure.dev.pushrelay import PushRelay
 
 
 def test_the_push_relay_acknowledges_a_success_and_redelivers_a_failure(make_topology):

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from measure.tools.resolution import (
+from measure.ops.resolution import (
     CUSTOM_TYPE,
     PREDEFINED_ACTIONS,
     DefinitionsError,

@@ -10,8 +10,8 @@ import pytest
 
 from measure.events import Event
 from measure.gcp.publisher import Publisher, PublishError
+from measure.ops import deadletters
 from measure.pipeline.message import dead_letter_message
-from measure.tools import deadletters
 
 # The events' own time (an hour ago), the same for every call: replay compares them whole.
 EVENT_TIME = int(time.time()) - 3600
