@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Any
 
 from measure import events
 from measure.config import Config
@@ -38,7 +39,7 @@ _SQUASHED = {_SEPARATORS.sub("", name): name for name in _NAMED}
 _KNOWN_PARAMETERS = API_PARAMETERS | frozenset(REQUEST_PARAMETERS)
 
 
-def report(raw: list[dict], config: Config, now: float) -> dict:
+def report(raw: list[dict[str, Any]], config: Config, now: float) -> dict[str, Any]:
     """The debug answer for the raw events of one body."""
     checked, repeats, problems = events.check(raw, site_ids=config.site_ids, max_age=config.event_max_age, now=now)
     by_index = dict(checked)
@@ -56,12 +57,13 @@ def report(raw: list[dict], config: Config, now: float) -> dict:
     return {"valid": not problems, "events": answers, "problems": [p.to_dict() for p in problems]}
 
 
-def body_report(error: events.BodyError) -> dict:
+def body_report(error: events.BodyError) -> dict[str, Any]:
     """The debug answer for a body /measure would refuse as malformed (400): no events, its problem."""
     return {"valid": False, "events": [], "problems": [p.to_dict() for p in error.problems]}
 
 
-def warnings(raw: Mapping[str, object], event: events.Event, request: Mapping[str, str], *, now: float) -> list[dict]:
+def warnings(raw: Mapping[str, object], event: events.Event, request: Mapping[str, str], *,
+             now: float) -> list[dict[str, Any]]:
     """What is valid about one event but probably a mistake, each as {"field", "warning"}."""
     found = []
     name = _event_name(event.event_name)
@@ -114,5 +116,5 @@ def _site_spelling(raw: Mapping[str, object], event: events.Event) -> str | None
             "(case and surrounding spaces are ignored, so it counts as that pair); send it as configured")
 
 
-def _warning(field: str, warning: str) -> dict:
+def _warning(field: str, warning: str) -> dict[str, Any]:
     return {"field": field, "warning": warning}

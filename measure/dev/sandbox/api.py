@@ -238,7 +238,7 @@ class Sandbox:
         if self._server is None:
             raise SandboxError("the sandbox is not running")
         host, port = self._server.server_address[:2]
-        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # noqa: S104 - mapping, not binding
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # type: ignore[arg-type]  # noqa: S104 - an IP socket's host is a str; mapping, not binding
         return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
     @property

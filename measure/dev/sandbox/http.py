@@ -41,14 +41,14 @@ class _Server(ThreadingHTTPServer):
         socketserver.TCPServer.server_bind(self)
         self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
 
-    def process_request(self, request, client_address):  # type: ignore[no-untyped-def]
+    def process_request(self, request, client_address):
         with self._connections_lock:
             self._connections.add(request)
         with self.sandbox._lock:
             self.sandbox._counts["connections"] += 1
         super().process_request(request, client_address)
 
-    def shutdown_request(self, request):  # type: ignore[no-untyped-def]
+    def shutdown_request(self, request):
         with self._connections_lock:
             self._connections.discard(request)
         super().shutdown_request(request)
@@ -75,11 +75,12 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     timeout = 120  # seconds an idle keep-alive connection is kept
     server: _Server
+    raw_requestline: bytes  # read by the base class's handle_one_request before parse_request
 
     def parse_request(self) -> bool:
         """The request line and headers, as the base class reads them but without the email
         parser, which costs more than everything else a /serve request needs."""
-        self.command = None
+        self.command = None  # type: ignore[assignment]  # as the base class's parse_request starts
         self.request_version = self.default_request_version
         self.close_connection = True
         self.requestline = requestline = self.raw_requestline.decode("iso-8859-1").rstrip("\r\n")
@@ -101,7 +102,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self.send_error(431, "Too many headers")
             return False
-        self.headers = headers  # type: ignore[assignment]
+        self.headers = headers  # type: ignore[assignment]  # a dict by lower-cased name, not a Message
         connection = headers.get("connection", "").lower()
         self.close_connection = connection == "close" or (
             self.request_version == "HTTP/1.0" and connection != "keep-alive"
@@ -191,7 +192,8 @@ class _Handler(BaseHTTPRequestHandler):
             headers = {"Retry-After": "1"} if status in (429, 503) else {}
             self._send_json(status, {"error": f"sandbox fault: {fault}"}, headers)
             return
-        answer = sandbox._answer(method, self.headers.get("Host") or "", self.path, self.headers, body, now, fault)
+        answer = sandbox._answer(method, self.headers.get("Host") or "", self.path,
+                                 self.headers, body, now, fault)  # type: ignore[arg-type]  # a _Headers, see parse_request
         # A "timeout" was accepted above; only its answer is late, longer than the client waits.
         self._pause(delay + (faults.hang_s if fault == "timeout" else 0))
         self._send_json(answer.status, answer.body, answer.headers)
@@ -271,5 +273,5 @@ def _reason(status: int) -> str:
 class _Headers(dict):
     """Request headers by lower-cased name (the last of repeated ones wins)."""
 
-    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, name: str, default: Any = None) -> Any:
         return super().get(name.lower(), default)
