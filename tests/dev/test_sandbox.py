@@ -5,6 +5,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -196,6 +197,24 @@ def test_rejections_are_not_accepted_and_are_counted_by_reason(sandbox, session)
     assert stats["rejected"] == 2 and stats["accepted"] == 0
     assert stats["rejected_reasons"] == {"signature mismatch": 1, "parameters": 1}
     assert not sandbox.accepted_ids()
+
+
+def test_a_request_whose_client_goes_away_before_the_whole_body_is_neither_checked_nor_rejected(sandbox):
+    """A client killed between sending its headers and its body (the chaos run's SIGKILLed `send`)
+    left the sandbox checking an empty body: a signature mismatch that counted as a permanent
+    rejection although the API never got the request (issue 24)."""
+    prepared = requests.Request("POST", sandbox.serve_url, data=event(), auth=AUTH).prepare()
+    host, port = sandbox.url.removeprefix("http://").split(":")
+    head = "".join(f"{name}: {value}\r\n" for name, value in prepared.headers.items())
+    first_bytes = str(prepared.body).encode()[:5]  # of a body whose Content-Length says more
+    with socket.create_connection((host, int(port))) as client:
+        client.sendall(f"POST /serve HTTP/1.1\r\nHost: {host}:{port}\r\n{head}\r\n".encode() + first_bytes)
+    deadline = time.monotonic() + 5
+    while sandbox.stats()["incomplete"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    stats = sandbox.stats()
+    assert (stats["incomplete"], stats["received"], stats["rejected"]) == (1, 0, 0), stats
+    assert sandbox.requests() == []
 
 
 # --- duplicates -----------------------------------------------------------------------------
