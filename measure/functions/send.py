@@ -65,6 +65,8 @@ def _base64(encoded: object) -> bytes | None:
 def _raw(event_data: object) -> bytes:
     """What arrived, as bytes, for the dead letter of a CloudEvent that carried no readable message:
     a body functions-framework could not parse as JSON comes as bytes or text, anything else as JSON."""
+    if event_data is None:  # an empty body
+        return b""
     if isinstance(event_data, bytes):
         return event_data
     if isinstance(event_data, str):

@@ -67,6 +67,7 @@ def test_raw_pubsub_push_to_a_real_send_server(topology, sandbox, function_serve
 # before decode(). name -> (body, content type). The last two keep their attributes, so their
 # dead letters carry `envelope`; the others' dead letters hold the body as raw.
 BAD_ENVELOPES: dict[str, tuple[bytes, str]] = {
+    "empty body": (b"", "application/json"),
     "body not JSON": (b"\x00 not json \xff", "application/octet-stream"),
     "body a JSON array": (json.dumps([{"message": {}}]).encode(), "application/json"),
     "message not an object": (json.dumps({"message": "hello", "subscription": "s"}).encode(), "application/json"),
