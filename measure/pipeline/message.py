@@ -20,7 +20,8 @@ import json
 from dataclasses import dataclass
 
 from measure.events import MAX_FIELD_LENGTH, Event, InvalidEvents
-from measure.events.problems import clip, kind
+from measure.events.problems import clip
+from measure.events.problems import kind as value_kind
 from measure.gcp.publisher import Message
 from measure.pipeline.retry import RetryState
 
@@ -103,7 +104,7 @@ def decode(data: bytes) -> Envelope:
     """
     body = _parse(data)
     if not isinstance(body, dict):
-        raise _undecodable(f"data is {kind(body)}, not a JSON object")
+        raise _undecodable(f"data is {value_kind(body)}, not a JSON object")
     if "v" not in body:
         raise _undecodable(f"data has no schema version (v); expected {VERSION}")
     version = body["v"]
@@ -162,6 +163,8 @@ def _refuse_constant(name: str) -> object:
 
 
 def _encodable(text: str) -> bool:
+    if text.isascii():  # nearly always, and costs no copy
+        return True
     try:
         text.encode()
     except UnicodeEncodeError:
