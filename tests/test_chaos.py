@@ -162,6 +162,61 @@ def test_a_sweep_tries_again_after_the_cooldown():
 
 
 # ---------------------------------------------------------------------------------------------
+# A sender killed with requests in flight: what the API sees of the requests it cut off
+
+# 64 threads delivering through one MeasurementClient, as a send instance with THREADS=64 does.
+_SENDER = """
+import itertools, sys, threading
+from measure.tune.client import MeasurementClient
+client = MeasurementClient(sys.argv[1], lambda: (sys.argv[2], sys.argv[3]), pool_size=64)
+ids = itertools.count()
+def deliver():
+    while True:
+        client.deliver({"action": "session", "advertiser_id": sys.argv[4], "site_id": "2960", "sdk": "server",
+                        "user_id": "killed-sender", "transaction_id": f"killed-{sys.argv[5]}-{next(ids)}"})
+for _ in range(64):
+    threading.Thread(target=deliver, daemon=True).start()
+threading.Event().wait()
+"""
+
+
+def test_a_sender_killed_mid_request_leaves_no_rejection_at_the_api():
+    """The full chaos run found 4 requests the sandbox rejected as permanent that send never logged:
+    a `send` SIGKILLed between writing a request's headers and its body left the sandbox checking an
+    empty body, a signature mismatch. A real server never hands the API half a request; nor must the
+    sandbox, or "rejected unseen" means nothing."""
+    with Sandbox({CONSUMER_KEY: PRIVATE_KEY}, advertiser_id=ADVERTISER).start() as sandbox:
+        for kill in range(3):
+            sender = subprocess.Popen([sys.executable, "-c", _SENDER, sandbox.serve_url, CONSUMER_KEY, PRIVATE_KEY,
+                                       ADVERTISER, str(kill)], cwd=REPO_ROOT, stderr=subprocess.DEVNULL)
+            busy_by = time.monotonic() + 10
+            before = sandbox.stats()["received"]
+            while sandbox.stats()["received"] < before + 300 and time.monotonic() < busy_by:
+                time.sleep(0.05)
+            sender.kill()
+            sender.wait(timeout=10)
+        time.sleep(0.5)  # the sandbox's handlers of the cut-off requests finish
+        stats = sandbox.stats()
+    assert stats["accepted"] >= 900 and not stats["duplicates"], stats  # the senders were busy when killed
+    assert stats["rejected"] == 0, stats["rejected_reasons"]
+
+
+def rejected_outcomes(paths: list[Path]) -> int:
+    """The attempts send and sweep logged as rejected: their "delivery" lines with outcome rejected."""
+    count = 0
+    for path in paths:
+        for line in Path(path).read_text(errors="replace").splitlines():
+            if '"rejected"' not in line:
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            count += record.get("message") == "delivery" and record.get("outcome") == "rejected"
+    return count
+
+
+# ---------------------------------------------------------------------------------------------
 # The chaos run
 
 
@@ -428,6 +483,8 @@ def test_every_accepted_event_reaches_the_api_exactly_once_through_faults(
         seen = sandbox.accepted_ids()
         stats = sandbox.stats()
         dead = topology.pull(topology.names.dead_letter_subscription, expect=1, timeout=2.0)
+        logged_rejected = rejected_outcomes([path for name, path in request.node.measure_logs
+                                             if name in ("send", "sweep")])
         duration = time.monotonic() - started
 
         figures = {
@@ -440,6 +497,9 @@ def test_every_accepted_event_reaches_the_api_exactly_once_through_faults(
             "sandbox accepted": stats["accepted"],
             "sandbox duplicates": stats["duplicates"],
             "sandbox rejected": stats["rejected"],
+            "sandbox rejected, by kind": stats["rejected_reasons"],
+            "rejected outcomes send and sweep logged": logged_rejected,
+            "sandbox incomplete requests (client gone mid-body)": stats["incomplete"],
             "faults by kind": stats["faulted"],
             "sweeps run": len(sweeps.summaries),
             "sweep errors": dict(sweeps.errors),
@@ -464,6 +524,10 @@ def test_every_accepted_event_reaches_the_api_exactly_once_through_faults(
         twice = {event_id: n for event_id, n in seen.items() if n != 1}
         assert not twice, f"accepted as new more than once: {dict(list(twice.items())[:10])}"
         assert set(seen) <= accepted, "the API saw events the webhook never accepted"
+        # None rejected unseen: every permanent refusal the API made is one the pipeline heard of.
+        assert stats["rejected"] == logged_rejected, (
+            f"the sandbox rejected {stats['rejected']} requests ({stats['rejected_reasons']}), send and sweep "
+            f"logged {logged_rejected} rejected outcomes")
         assert stats["rejected"] == 0 and not dead, [m.message.data[:300] for m in dead]
         assert stats["duplicates"] > 0, "no repeat reached the API: the faults did not bite"
         assert set(stats["faulted"]) >= {"500", "502", "503", "429", "timeout", "drop", "outage"}

@@ -1,11 +1,25 @@
-"""Eventarc's push to `send` with the service's concurrency, for the chaos run (MEASURE_CHAOS_PUSH=relay).
+"""Eventarc's push to `send` with the service's concurrency and its format, for tests and the chaos run.
 
 The emulator's push subscription keeps about two pushes outstanding (send's log of a chaos run:
 1.9 concurrent deliveries on average), so with a slow API it, not measure, sets how fast a backlog
-drains. Eventarc's Pub/Sub push keeps far more outstanding: its flow control grows the number while
-the endpoint keeps up. The relay pulls from a PULL
-subscription on measure-events with the product's own REST client (measure.gcp.subscriber) and
-POSTs each message to `send` as Pub/Sub push does, up to OUTSTANDING at once, with push's
+drains; and it POSTs Pub/Sub push's raw envelope, which Eventarc never sends (functions-framework
+converts that envelope itself and answers 400 when a message has no `data`). Eventarc's trigger
+keeps far more pushes outstanding, and each is a CloudEvent in binary content mode:
+
+    ce-specversion: 1.0
+    ce-id:          the message id
+    ce-source:      //pubsub.googleapis.com/projects/P/topics/T
+    ce-type:        google.cloud.pubsub.topic.v1.messagePublished
+    ce-time:        the publish time
+    body (JSON):    {"message": {"data": <base64>, "attributes": {...}, "messageId", "publishTime", ...},
+                     "subscription": "projects/P/subscriptions/S"}
+
+with `message.data` absent when the message has none, and `attributes` absent when it has none
+(proto3's JSON omits empty fields). `cloud_event()` builds that request and `push()` sends it, so a
+test can push any given Pub/Sub message to a `send` server exactly as Eventarc would.
+
+The relay pulls from a PULL subscription on measure-events with the product's own REST client
+(measure.gcp.subscriber) and pushes each message that way, up to OUTSTANDING at once, with push's
 semantics: a success answer acknowledges the message; any other answer, a timeout or a broken
 connection makes it available again at once (ack deadline 0), so a SIGKILLed `send` costs
 redeliveries, never losses.
@@ -14,16 +28,18 @@ redeliveries, never losses.
 from __future__ import annotations
 
 import base64
+import json
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 
 import requests
 
 from measure.dev import pubsub_admin as admin
 from measure.dev.emulator import PUSH_ACK_DEADLINE, Topology
 from measure.gcp import credentials, googleapi
-from measure.gcp.subscriber import ReceivedMessage, Subscriber
+from measure.gcp.subscriber import PubsubMessage, ReceivedMessage, Subscriber
 
 OUTSTANDING = 64  # pushes in flight at most: send's THREADS in the chaos run
 # The answers Pub/Sub push takes as an acknowledgement (102 Processing never ends a requests call).
@@ -36,29 +52,50 @@ BACKOFF_FIRST = 0.1
 BACKOFF_MOST = 1.0
 IDLE_WAIT = 0.05  # between pulls that found nothing, and between looks for a free slot
 PULL_TIMEOUT = 10.0
-# What Pub/Sub push sends besides the body (its documented User-Agent); no ce-* headers, so
-# functions-framework converts the raw push envelope into the messagePublished CloudEvent.
+# The CloudEvent type and source service of every Pub/Sub event Eventarc delivers.
+CLOUD_EVENT_TYPE = "google.cloud.pubsub.topic.v1.messagePublished"
+CLOUD_EVENT_SERVICE = "pubsub.googleapis.com"
+# What the push sends besides the ce-* headers (Pub/Sub push's documented User-Agent).
 HEADERS = {"Content-Type": "application/json",
            "User-Agent": "APIs-Google; (+https://developers.google.com/webmasters/APIs-Google.html)"}
 
 
-def push_envelope(received: ReceivedMessage, subscription: str) -> dict:
-    """The JSON body of a Pub/Sub push request; the service writes the id and time in both spellings."""
-    message = received.message
-    body: dict = {"data": base64.b64encode(message.data).decode(), "attributes": dict(message.attributes),
-                  "messageId": message.message_id, "message_id": message.message_id}
-    if message.publish_time is not None:
-        published = message.publish_time.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        body.update(publishTime=published, publish_time=published)
-    return {"message": body, "subscription": subscription}
+def _rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def cloud_event(message: PubsubMessage, topic: str, subscription: str) -> tuple[dict[str, str], bytes]:
+    """(headers, body) of Eventarc's push of `message`, published on `topic` (projects/P/topics/T)
+    and read through `subscription` (projects/P/subscriptions/S): a binary-mode CloudEvent."""
+    published = _rfc3339(message.publish_time or datetime.now(UTC))
+    body: dict[str, object] = {}
+    if message.data:  # Pub/Sub's JSON leaves out empty fields: no data, no "data" key
+        body["data"] = base64.b64encode(message.data).decode()
+    if message.attributes:
+        body["attributes"] = dict(message.attributes)
+    # Eventarc writes the id and the time in both spellings.
+    body.update(messageId=message.message_id, message_id=message.message_id,
+                publishTime=published, publish_time=published)
+    headers = {**HEADERS, "ce-specversion": "1.0", "ce-id": message.message_id,
+               "ce-source": f"//{CLOUD_EVENT_SERVICE}/{topic}", "ce-type": CLOUD_EVENT_TYPE, "ce-time": published}
+    return headers, json.dumps({"message": body, "subscription": subscription}).encode()
+
+
+def push(session: requests.Session, endpoint: str, message: PubsubMessage, *, topic: str, subscription: str,
+         timeout: float | tuple[float, float] = PUSH_TIMEOUT) -> requests.Response:
+    """POST `message` to `endpoint` as Eventarc does (`cloud_event`), and return the answer."""
+    headers, body = cloud_event(message, topic, subscription)
+    return session.post(endpoint, data=body, headers=headers, timeout=timeout)
 
 
 class PushRelay:
-    """Pulls from `subscription` and pushes to `endpoint`, OUTSTANDING at a time. `start()`, then `stop()`."""
+    """Pulls from `subscription` (on `topic`) and pushes to `endpoint` as Eventarc does, OUTSTANDING at
+    a time. `start()`, then `stop()`."""
 
-    def __init__(self, subscription: str, endpoint: str, subscriber: Subscriber, *,
+    def __init__(self, subscription: str, endpoint: str, subscriber: Subscriber, *, topic: str,
                  outstanding: int = OUTSTANDING, push_timeout: float = PUSH_TIMEOUT):
         self.subscription = subscription
+        self.topic = topic
         self.endpoint = endpoint
         self.outstanding = outstanding
         self.push_timeout = push_timeout
@@ -82,9 +119,9 @@ class PushRelay:
         from it to `endpoint`. The topology must have no push subscription, or events go twice."""
         api = googleapi.Api(f"http://{topology.emulator_host}", credentials.session(None, 2))
         subscription = topology.subscription_path(f"{topology.names.events_push_subscription}-relay")
-        admin.create_subscription(api, subscription, topology.topic_path(topology.names.events_topic),
-                                  ack_deadline_seconds=PUSH_ACK_DEADLINE)
-        return cls(subscription, endpoint, Subscriber(api), **options)
+        topic = topology.topic_path(topology.names.events_topic)
+        admin.create_subscription(api, subscription, topic, ack_deadline_seconds=PUSH_ACK_DEADLINE)
+        return cls(subscription, endpoint, Subscriber(api), topic=topic, **options)
 
     def start(self) -> PushRelay:
         self._thread.start()
@@ -176,8 +213,8 @@ class PushRelay:
     def _push(self, received: ReceivedMessage) -> None:
         outcome = "not sent"
         try:
-            response = self._session.post(self.endpoint, json=push_envelope(received, self.subscription),
-                                          headers=HEADERS, timeout=(googleapi.CONNECT_TIMEOUT, self.push_timeout))
+            response = push(self._session, self.endpoint, received.message, topic=self.topic,
+                            subscription=self.subscription, timeout=(googleapi.CONNECT_TIMEOUT, self.push_timeout))
             outcome = "" if response.status_code in PUSH_SUCCESS else f"HTTP {response.status_code}"
         except requests.RequestException as error:
             outcome = type(error).__name__

@@ -9,6 +9,7 @@ message itself (measure.pipeline.message), so any sweep instance can pick the ev
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -37,17 +38,32 @@ class RetryState:
 
     @classmethod
     def from_dict(cls, raw: object) -> RetryState:
+        """Inverse of to_dict, for messages read back; a ValueError naming the field otherwise.
+        Types are checked, not coerced: int() of an infinite float raises OverflowError, and a
+        float("nan") due time would compare false with every clock reading."""
         if not isinstance(raw, dict):
             raise ValueError("retry state must be an object")
-        try:
-            return cls(
-                attempt=int(raw["attempt"]),
-                first_failure=float(raw["first_failure"]),
-                next_due=float(raw["next_due"]),
-                last_error=str(raw.get("last_error", "")),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"retry state is malformed: {exc}") from None
+        attempt = raw.get("attempt")
+        if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 0:
+            raise ValueError(f"retry state is malformed: attempt must be a whole number of at least 0, "
+                             f"not {attempt!r:.40}")
+        times = {}
+        for name in ("first_failure", "next_due"):
+            value = raw.get(name)
+            seconds = math.nan
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                try:
+                    seconds = float(value)
+                except OverflowError:  # an integer past float's range
+                    pass
+            if not math.isfinite(seconds):
+                raise ValueError(f"retry state is malformed: {name} must be Unix seconds, not {value!r:.40}")
+            times[name] = seconds
+        last_error = raw.get("last_error", "")
+        if not isinstance(last_error, str):
+            raise ValueError(f"retry state is malformed: last_error must be a string, not {last_error!r:.40}")
+        return cls(attempt=attempt, first_failure=times["first_failure"], next_due=times["next_due"],
+                   last_error=last_error)
 
 
 def after_failure(

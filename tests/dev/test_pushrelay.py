@@ -1,18 +1,48 @@
-"""The Eventarc stand-in (measure/dev/pushrelay.py): Pub/Sub push's envelope and semantics, on the real emulator."""
+"""The Eventarc stand-in (measure/dev/pushrelay.py): Eventarc's binary-mode CloudEvent and Pub/Sub
+push's semantics, on the real emulator."""
 
 import base64
 import json
 import threading
 import time
 from collections import Counter
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from cloudevents.http import from_http
+
 from measure.dev.emulator import LOOPBACK
-from measure.dev.pushrelay import PushRelay
+from measure.dev.pushrelay import CLOUD_EVENT_TYPE, PushRelay, cloud_event
+from measure.gcp.subscriber import PubsubMessage
+
+TOPIC = "projects/p/topics/measure-events"
+SUBSCRIPTION = "projects/p/subscriptions/eventarc-trigger"
+
+
+def test_a_message_is_a_binary_mode_cloud_event_as_functions_framework_reads_it():
+    """functions-framework hands `from_http(headers, body)` to a CloudEvent function when the ce-*
+    headers are there: the attributes come from them and `data` is the parsed JSON body."""
+    published = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+    headers, body = cloud_event(PubsubMessage(b"\xff{", {"a": "1"}, "42", published), TOPIC, SUBSCRIPTION)
+    event = from_http(headers, body)
+    assert (event["specversion"], event["id"], event["type"]) == ("1.0", "42", CLOUD_EVENT_TYPE)
+    assert event["source"] == "//pubsub.googleapis.com/projects/p/topics/measure-events"
+    assert event["time"] == "2026-01-02T03:04:05.678Z"
+    assert event.data == {"subscription": SUBSCRIPTION, "message": {
+        "data": base64.b64encode(b"\xff{").decode(), "attributes": {"a": "1"}, "messageId": "42",
+        "message_id": "42", "publishTime": "2026-01-02T03:04:05.678Z", "publish_time": "2026-01-02T03:04:05.678Z"}}
+
+
+def test_a_message_without_data_or_attributes_has_neither_key():
+    # Pub/Sub's JSON omits empty fields; functions-framework's own conversion of a raw push
+    # envelope refuses a message without "data", Eventarc's CloudEvent does not.
+    headers, body = cloud_event(PubsubMessage(b"", {}, "7"), TOPIC, SUBSCRIPTION)
+    message = from_http(headers, body).data["message"]
+    assert "data" not in message and "attributes" not in message and message["messageId"] == "7"
 
 
 def test_the_push_relay_acknowledges_a_success_and_redelivers_a_failure(make_topology):
-    """Each message is POSTed as Pub/Sub push's envelope; the first push of each is answered 500,
+    """Each message is POSTed as Eventarc's CloudEvent; the first push of each is answered 500,
     so it must come again, and once answered 204 it must not."""
     pushes: list[dict] = []
     lock = threading.Lock()
@@ -21,7 +51,8 @@ def test_the_push_relay_acknowledges_a_success_and_redelivers_a_failure(make_top
         def do_POST(self):
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             with lock:
-                pushes.append({"body": body, "content type": self.headers["Content-Type"]})
+                pushes.append({"body": body, "content type": self.headers["Content-Type"],
+                               "ce": {k.lower(): v for k, v in self.headers.items() if k.lower().startswith("ce-")}})
                 first = sum(p["body"]["message"]["messageId"] == body["message"]["messageId"] for p in pushes) == 1
             self.send_response(500 if first else 204)
             self.end_headers()
@@ -54,3 +85,6 @@ def test_the_push_relay_acknowledges_a_success_and_redelivers_a_failure(make_top
         assert base64.b64decode(message["data"]) == f"m{ids[message['messageId']]}".encode()
         assert message["attributes"] == {"n": str(ids[message["messageId"]])}
         assert message["publishTime"].endswith("Z")
+        assert push["ce"] == {"ce-specversion": "1.0", "ce-id": message["messageId"], "ce-type": CLOUD_EVENT_TYPE,
+                              "ce-source": f"//pubsub.googleapis.com/{relay.topic}", "ce-time": message["publishTime"]}
+    assert relay.topic == topology.topic_path(topology.names.events_topic)

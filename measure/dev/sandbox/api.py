@@ -163,6 +163,8 @@ class Sandbox:
                 "distinct_accepted": len(self._accepted_ids),
                 # TCP connections accepted: received minus this is how many requests rode a kept-alive one.
                 "connections": self._counts["connections"],
+                # Requests whose client went away before sending the whole body: never checked or answered.
+                "incomplete": self._counts["incomplete"],
             }
 
     def accepted_ids(self) -> Counter[str]:

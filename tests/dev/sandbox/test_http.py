@@ -1,5 +1,6 @@
 """The sandbox's HTTP plumbing: keep-alive, the inspection endpoints, unknown routes, stopping."""
 
+import socket
 import time
 
 import pytest
@@ -7,7 +8,7 @@ import requests
 
 from measure.dev.sandbox import Sandbox
 from measure.signing import MeasureAuth
-from tests.dev.sandbox.client import CONSUMER, PRIVATE, event, post
+from tests.dev.sandbox.client import AUTH, CONSUMER, PRIVATE, event, post
 
 
 def test_keep_alive_connection_serves_many_requests(sandbox, session):
@@ -71,3 +72,21 @@ def test_stop_returns_promptly_with_idle_keep_alive_connections(session):
     started = time.monotonic()
     running.stop()
     assert time.monotonic() - started < 2
+
+
+def test_a_request_whose_client_goes_away_before_the_whole_body_is_neither_checked_nor_rejected(sandbox):
+    """A client killed between sending its headers and its body (the chaos run's SIGKILLed `send`)
+    left the sandbox checking an empty body: a signature mismatch that counted as a permanent
+    rejection although the API never got the request (issue 24)."""
+    prepared = requests.Request("POST", sandbox.serve_url, data=event(), auth=AUTH).prepare()
+    host, port = sandbox.url.removeprefix("http://").split(":")
+    head = "".join(f"{name}: {value}\r\n" for name, value in prepared.headers.items())
+    first_bytes = str(prepared.body).encode()[:5]  # of a body whose Content-Length says more
+    with socket.create_connection((host, int(port))) as client:
+        client.sendall(f"POST /serve HTTP/1.1\r\nHost: {host}:{port}\r\n{head}\r\n".encode() + first_bytes)
+    deadline = time.monotonic() + 5
+    while sandbox.stats()["incomplete"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    stats = sandbox.stats()
+    assert (stats["incomplete"], stats["received"], stats["rejected"]) == (1, 0, 0), stats
+    assert sandbox.requests() == []
