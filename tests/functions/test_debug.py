@@ -203,9 +203,13 @@ def test_a_pass_through_parameter_the_measurement_api_does_not_know_is_warned_of
 
 def test_every_pass_through_field_the_webhook_takes_is_one_the_api_knows(client):
     values = {"revenue": "1.5", "rating": "4", "quantity": "2", "level": "3", "date1": "1", "date2": "2",
-              "currency_code": "USD", "country_code": "KR", "ios_ifa": "AB-12", "google_aid": "cd-34"}
+              "currency_code": "USD", "country_code": "KR", "ios_ifa": "AB-12", "google_aid": "cd-34",
+              "fire_aid": "ef-56", "ios_ifv": "ZZ-12", "site_event_id": "3",
+              **dict.fromkeys(("ios_ad_tracking_disabled", "google_ad_tracking_disabled", "fire_ad_tracking_disabled",
+                               "existing_user", "is_paying_user"), "0")}
     extras = {name: values.get(name, "text") for name in PASSTHROUGH_FIELDS}
-    answer = debug_answer(client, json=seed_form(**extras))
+    # A custom name: with site_event_id it goes along as site_event_name (a session name would not).
+    answer = debug_answer(client, json=seed_form(event_name="boss_defeated", **extras))
     assert answer["valid"] and answer["events"][0]["warnings"] == []
     assert set(PASSTHROUGH_FIELDS) <= set(answer["events"][0]["request"])
 
