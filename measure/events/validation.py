@@ -201,7 +201,7 @@ class _Batch:
             for name in OPTIONAL_FIELDS:
                 if name in item and not _blank(item[name]):
                     try:
-                        extras[name] = _OPTIONAL_CHECKS[name](item[name], name)
+                        extras[name] = _PASSTHROUGH_CHECKS[name](item[name], name)
                     except Bad as bad:
                         found.append((name, str(bad)))
             if EVENT_REF in extras:
@@ -486,8 +486,9 @@ def _ref_conflicts(item: Mapping[str, object], extras: Mapping[str, str]) -> Fou
     return found
 
 
-_OPTIONAL_CHECKS: dict[str, Callable[[object, str], str]] = dict.fromkeys(OPTIONAL_FIELDS, _text)
-_OPTIONAL_CHECKS.update(
+# The check of each optional field (fields.OPTIONAL_FIELDS: the pass-through parameters and event_ref).
+_PASSTHROUGH_CHECKS: dict[str, Callable[[object, str], str]] = dict.fromkeys(OPTIONAL_FIELDS, _text)
+_PASSTHROUGH_CHECKS.update(
     revenue=_decimal,
     rating=_decimal,
     quantity=_integer,
