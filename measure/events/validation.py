@@ -506,6 +506,7 @@ _PASSTHROUGH_CHECKS.update(
     fire_ad_tracking_disabled=_flag,
     existing_user=_flag,
     is_paying_user=_flag,
+    is_coppa=_flag,
     site_event_id=_site_event_id,
     event_ref=_event_ref,
 )

@@ -61,7 +61,7 @@ API_PARAMETERS: frozenset[str] = frozenset({
     "revenue", "currency_code", "advertiser_ref_id", "user_agent", "country_code", "app_version", "app_name",
     "package_name", "language", "os_version", "device_brand", "device_model", "device_carrier", "ios_ifa",
     "ios_ifv", "ios_ad_tracking_disabled", "google_aid", "google_ad_tracking_disabled", "fire_aid",
-    "fire_ad_tracking_disabled", "existing_user", "is_paying_user", "site_event_id",
+    "fire_ad_tracking_disabled", "existing_user", "is_paying_user", "is_coppa", "site_event_id",
     "attribute_sub1", "attribute_sub2", "attribute_sub3", "attribute_sub4", "attribute_sub5",
     "content_type", "content_id", "quantity", "rating", "search_string", "level", "date1", "date2",
 })

@@ -206,7 +206,7 @@ def test_every_pass_through_field_the_webhook_takes_is_one_the_api_knows(client)
               "currency_code": "USD", "country_code": "KR", "ios_ifa": "AB-12", "google_aid": "cd-34",
               "fire_aid": "ef-56", "ios_ifv": "ZZ-12", "site_event_id": "3",
               **dict.fromkeys(("ios_ad_tracking_disabled", "google_ad_tracking_disabled", "fire_ad_tracking_disabled",
-                               "existing_user", "is_paying_user"), "0")}
+                               "existing_user", "is_paying_user", "is_coppa"), "0")}
     extras = {name: values.get(name, "text") for name in PASSTHROUGH_FIELDS}
     # A custom name: with site_event_id it goes along as site_event_name (a session name would not).
     answer = debug_answer(client, json=seed_form(event_name="boss_defeated", **extras))
