@@ -51,6 +51,7 @@ _SEPARATORS = re.compile(r"[\s_-]+")
 _SQUASHED = {_SEPARATORS.sub("", name): name for name in _NAMED}
 _KNOWN_PARAMETERS = API_PARAMETERS | frozenset(REQUEST_PARAMETERS)
 _ACTION_NAMES = ("site_event_id", "event_ref")
+_NOT_REF = re.compile(r"[^0-9a-z]+")
 
 
 def report(raw: list[dict], config: Config, now: float) -> dict:
@@ -128,10 +129,13 @@ def _event_name(name: str) -> str | None:
         near = close[0] if close else None
     if near is None:
         return None
-    return (f"{name!r} is sent as a custom event (action=conversion, site_event_name={name!r}), "
-            f"not as the pre-defined {near!r}; send event_name={near!r} if that is what it is, or "
-            f"event_ref if {name!r} is the ref of an event defined in TUNE (a second {near} event is "
-            f"called by its ref: action=login2)")
+    advice = (f"{name!r} is sent as a custom event (action=conversion, site_event_name={name!r}), "
+              f"not as the pre-defined {near!r}; send event_name={near!r} if that is what it is")
+    ref = _NOT_REF.sub("", key)
+    if not ref:
+        return advice
+    # The events guide: a second event of a type ("Login2", type login) is reached only by its ref.
+    return f"{advice}, or event_ref={ref!r} (action={ref}) if it is an event of yours defined in TUNE"
 
 
 def _site_spelling(raw: Mapping[str, object], event: events.Event) -> str | None:
