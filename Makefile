@@ -60,8 +60,10 @@ run: $(VENV)/.stamp
 
 test: $(VENV)/.stamp lint tf-check pytest
 
+# ruff, then mypy over measure/ (strict on what ships; see [tool.mypy] in pyproject.toml).
 lint: $(VENV)/.stamp
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 tf-check: $(CHECKOV) | prereqs
 	terraform fmt -check -recursive terraform

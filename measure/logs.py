@@ -20,6 +20,10 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+R = TypeVar("R")
 
 _trace: contextvars.ContextVar[str | None] = contextvars.ContextVar("measure_trace", default=None)
 _lock = threading.Lock()
@@ -45,8 +49,8 @@ _ADDRESS_LIKE = re.compile(
 )
 
 
-def _mask_match(match: re.Match) -> str:
-    text = match.group(0)
+def _mask_match(match: re.Match[str]) -> str:
+    text: str = match.group(0)
     try:
         ipaddress.ip_address(text)
     except ValueError:
@@ -59,7 +63,7 @@ def scrub(text: str) -> str:
     return _ADDRESS_LIKE.sub(_mask_match, text)
 
 
-def set_trace(header: str | None, project: str | None = None) -> contextvars.Token:
+def set_trace(header: str | None, project: str | None = None) -> contextvars.Token[str | None]:
     """Remember the request's trace from X-Cloud-Trace-Context ("TRACE_ID/SPAN_ID;o=1")."""
     trace = None
     project = project or os.environ.get("GOOGLE_CLOUD_PROJECT")
@@ -70,15 +74,16 @@ def set_trace(header: str | None, project: str | None = None) -> contextvars.Tok
     return _trace.set(trace)
 
 
-def reset_trace(token: contextvars.Token) -> None:
+def reset_trace(token: contextvars.Token[str | None]) -> None:
     _trace.reset(token)
 
 
-def traced(handler):
-    """Wrap an HTTP entry point so its log lines carry the request's trace."""
+def traced(handler: Callable[[Any], R]) -> Callable[[Any], R]:
+    """Wrap an HTTP entry point (a flask.Request in, its response out) so its log lines carry the
+    request's trace."""
 
     @functools.wraps(handler)
-    def wrapper(request):
+    def wrapper(request: Any) -> R:
         token = set_trace(request.headers.get("X-Cloud-Trace-Context"))
         try:
             return handler(request)

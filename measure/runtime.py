@@ -14,23 +14,36 @@ from __future__ import annotations
 import functools
 import os
 import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from measure import config as config_module
 from measure import logs
 
+if TYPE_CHECKING:  # annotations only: each builder imports its module when first called
+    from measure.functions.receive import Webhook
+    from measure.functions.send import Sender
+    from measure.functions.sweep import Sweeper
+    from measure.gcp.googleapi import Api
+    from measure.gcp.publisher import Publisher
+    from measure.gcp.secrets import Secrets
+    from measure.pipeline.delivery import Delivery
+
+T = TypeVar("T")
 _lock = threading.RLock()
+_forget: list[Callable[[], None]] = []  # each builder's cache_clear, for reset()
 
 
-def _once(build):
+def _once(build: Callable[[], T]) -> Callable[[], T]:
     """Memoise a zero-argument builder, thread-safely."""
     cached = functools.cache(build)
 
     @functools.wraps(build)
-    def get():
+    def get() -> T:
         with _lock:
             return cached()
 
-    get.cache_clear = cached.cache_clear  # type: ignore[attr-defined]
+    _forget.append(cached.cache_clear)
     return get
 
 
@@ -54,35 +67,35 @@ def threads() -> int:
 
 
 @_once
-def pubsub():
+def pubsub() -> Api:
     from measure.gcp import googleapi
 
     return googleapi.pubsub(pool_size=threads())
 
 
 @_once
-def secrets():
+def secrets() -> Secrets:
     from measure.gcp.secrets import Secrets
 
     return Secrets(config())
 
 
 @_once
-def publisher():
+def publisher() -> Publisher:
     from measure.gcp.publisher import Publisher
 
     return Publisher(config().project or "", build=pubsub)
 
 
 @_once
-def webhook():
+def webhook() -> Webhook:
     from measure.functions.receive import Webhook
 
     return Webhook(config(), secrets().webhook_tokens, publisher())
 
 
 @_once
-def delivery():
+def delivery() -> Delivery:
     from measure.pipeline.concurrency import ConcurrencyLimit
     from measure.pipeline.delivery import Delivery
     from measure.tune.client import MeasurementClient
@@ -98,14 +111,14 @@ def delivery():
 
 
 @_once
-def sender():
+def sender() -> Sender:
     from measure.functions.send import Sender
 
     return Sender(delivery())
 
 
 @_once
-def sweeper():
+def sweeper() -> Sweeper:
     from measure.functions.sweep import Sweeper
     from measure.gcp.credentials import emulator_host
     from measure.gcp.subscriber import Subscriber
@@ -114,6 +127,6 @@ def sweeper():
 
 
 def reset() -> None:
-    """Forget every built object (tests that change the environment)."""
-    for get in (config, pubsub, secrets, publisher, webhook, delivery, sender, sweeper):
-        get.cache_clear()
+    """Forget every built object (tests that change the environment): each one `_once` made."""
+    for forget in _forget:
+        forget()

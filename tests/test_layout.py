@@ -24,11 +24,30 @@ def module_name(path: Path) -> str:
 MODULES = {module_name(p): p for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts}
 
 
+def _type_checking(node: ast.AST) -> bool:
+    test = node.test if isinstance(node, ast.If) else None
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _nodes(tree: ast.AST):
+    """ast.walk, less the bodies of `if TYPE_CHECKING:`: a name imported only for annotations is
+    not an import at run time (the sandbox's page and server name the Sandbox that starts them)."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        yield node
+        if _type_checking(node):
+            stack.extend(node.orelse)
+        else:
+            stack.extend(ast.iter_child_nodes(node))
+
+
 def imports_of(name: str) -> set[str]:
     """The measure modules `name` imports by name (a `from pkg import mod` counts as pkg.mod)."""
     tree = ast.parse(MODULES[name].read_text(encoding="utf-8"))
     found: set[str] = set()
-    for node in ast.walk(tree):
+    for node in _nodes(tree):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -64,6 +83,11 @@ def test_the_graph_sees_imports_inside_functions():
     # runtime builds its objects lazily: those imports sit inside functions and must still count.
     assert "measure.functions.receive" in GRAPH["measure.runtime"]
     assert "measure.tune.auth" in GRAPH["measure.tune.client"]
+
+
+def test_the_graph_leaves_out_imports_for_annotations_only():
+    assert "measure.dev.sandbox.http" in GRAPH["measure.dev.sandbox.api"]
+    assert "measure.dev.sandbox.api" not in GRAPH["measure.dev.sandbox.http"]
 
 
 def test_no_module_imports_one_that_imports_it_back():

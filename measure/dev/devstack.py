@@ -38,6 +38,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from measure.dev.emulator import (
     DEFAULT_PROJECT,
@@ -115,7 +116,7 @@ class StopSignals:
         self._depth = 0
         self._pending = False
         self._final = False
-        self._previous: dict[int, object] = {}
+        self._previous: dict[int, Any] = {}  # signal.signal's handlers
 
     def install(self) -> None:
         self.received, self._pending, self._final = None, False, False
@@ -287,7 +288,7 @@ class DevConfig:
         for key, value in overrides.items():
             if key.endswith("_port"):
                 if value is not None:
-                    config.ports[key.removesuffix("_port")] = value  # type: ignore[assignment]
+                    config.ports[key.removesuffix("_port")] = value  # type: ignore[assignment]  # an int
             elif value is not None:
                 setattr(config, key, value)
         return config
@@ -386,7 +387,7 @@ class DevStack:
                     hint=port_hint("sandbox")))
             env = self.function_env()
             for target in FUNCTIONS:
-                self._start(lambda target=target: function_server(
+                self._start(lambda target=target: function_server(  # type: ignore[misc]  # a bound default
                     target, port=self.config.ports[target], env=env, log_path=self.logs[target],
                     source=self.config.source, hint=port_hint(target)))
             with STOP.deferred():
@@ -423,7 +424,7 @@ class DevStack:
         if self._scheduler:
             self._scheduler.join(timeout=5)
         # In parallel: each group is independent, and Ctrl-C should not wait for the sum.
-        stoppers = [*self.services.values(), *([self.emulator] if self.emulator else [])]
+        stoppers: list[Service | Emulator] = [*self.services.values(), *([self.emulator] if self.emulator else [])]
         problems = []
         with ThreadPoolExecutor(max_workers=len(stoppers) or 1) as pool:
             for future in [pool.submit(s.stop) for s in stoppers]:
@@ -466,7 +467,7 @@ class DevStack:
     def _record_pids(self) -> None:
         procs = {name: (s.proc, s.argv) for name, s in self.services.items()}
         if self.emulator:
-            procs["emulator"] = (self.emulator.proc, list(self.emulator.proc.args))
+            procs["emulator"] = (self.emulator.proc, list(self.emulator.proc.args))  # type: ignore[arg-type]  # argv list
         groups = {name: {"pgid": proc.pid, "started": started_at(proc.pid), "argv": [str(a) for a in argv]}
                   for name, (proc, argv) in procs.items()}
         self.pids_file.write_text(json.dumps(groups, indent=2))
@@ -654,6 +655,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parts = "the Pub/Sub emulator, " + ("" if config.real_api else "the sandbox, ") + "receive, send and sweep"
         say(f"Starting {parts} ...")
         stack.start()
+        assert stack.emulator is not None  # start() launched it
         say(f"Up in {stack.start_seconds:.1f} s (Pub/Sub emulator {stack.emulator.start_seconds:.1f} s).")
         if config.real_api:
             say(f"MEASURE_ENDPOINT etc. are set: delivering to {stack.endpoint}, not to the sandbox.")

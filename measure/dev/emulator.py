@@ -314,7 +314,7 @@ PUSH_ACK_DEADLINE = 60
 def publisher_client(emulator_host: str):
     """A PublisherClient bound to the emulator without touching PUBSUB_EMULATOR_HOST."""
     import grpc
-    from google.cloud import pubsub_v1
+    from google.cloud import pubsub_v1  # type: ignore[attr-defined]  # google-cloud-pubsub has no py.typed
     from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
 
     return pubsub_v1.PublisherClient(transport=PublisherGrpcTransport(channel=grpc.insecure_channel(emulator_host)))
@@ -323,7 +323,7 @@ def publisher_client(emulator_host: str):
 def subscriber_client(emulator_host: str):
     """A SubscriberClient bound to the emulator without touching PUBSUB_EMULATOR_HOST."""
     import grpc
-    from google.cloud import pubsub_v1
+    from google.cloud import pubsub_v1  # type: ignore[attr-defined]  # google-cloud-pubsub has no py.typed
     from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
 
     return pubsub_v1.SubscriberClient(

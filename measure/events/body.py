@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Any
 from urllib.parse import parse_qsl
 
 from measure.events.fields import MAX_EVENT_KEYS
@@ -28,7 +29,7 @@ CONTENT_TYPES = (FORM, JSON, NDJSON, JSONL)
 _MAX_FORM_FIELDS = MAX_EVENT_KEYS
 
 
-def parse_body(body: bytes, content_type: str | None) -> list[dict]:
+def parse_body(body: bytes, content_type: str | None) -> list[dict[str, Any]]:
     """The raw events of a webhook body, not yet validated; raises BodyError.
 
     Form-encoded: one event. JSON: one object or an array of them. NDJSON/JSONL: one object a
@@ -75,7 +76,7 @@ def _decode(body: bytes) -> str:
         ) from None
 
 
-def _parse_form(text: str) -> dict:
+def _parse_form(text: str) -> dict[str, Any]:
     if text.count("&") >= _MAX_FORM_FIELDS:
         raise BodyError(400, "body", f"has more than {_MAX_FORM_FIELDS} form fields; a form body is one event")
     try:
@@ -106,7 +107,7 @@ class _JSONRefusal(Exception):
         self.problem = problem
 
 
-def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, Any]:
     obj = dict(pairs)  # in C, unlike a loop here
     if len(obj) < len(pairs):  # a key was repeated: name the first repeat
         seen = set()
@@ -146,7 +147,7 @@ def _loads(text: str, where: str) -> object:
         raise BodyError(400, "body", f"{prefix}is not valid JSON: {error}") from None
 
 
-def _parse_json(text: str) -> list[dict]:
+def _parse_json(text: str) -> list[dict[str, Any]]:
     data = _loads(text, "")
     if isinstance(data, dict):
         _check_flat(data, "the event")
@@ -164,8 +165,8 @@ def _parse_json(text: str) -> list[dict]:
     return data
 
 
-def _parse_lines(text: str) -> list[dict]:
-    events: list[dict] = []
+def _parse_lines(text: str) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
     # Only "\n" ends a line: str.splitlines would also split inside values at U+2028 and friends.
     for number, line in enumerate(text.split("\n"), 1):
         if not line.strip():
@@ -183,7 +184,7 @@ def _parse_lines(text: str) -> list[dict]:
     return events
 
 
-def _check_flat(event: dict, where: str) -> None:
+def _check_flat(event: dict[str, Any], where: str) -> None:
     # json.loads makes exact dicts and lists, so a set test of the value types (in C) clears
     # almost every event; the loop below finds the nested value to name.
     if _NESTED.isdisjoint(map(type, event.values())):

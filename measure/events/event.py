@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 
 from measure.events.fields import CORE_FIELDS, OPTIONAL_FIELDS
 from measure.events.problems import InvalidEvents, Problem, clip, kind
@@ -31,7 +32,7 @@ class Event:
     def __post_init__(self) -> None:
         object.__setattr__(self, "extras", MappingProxyType(dict(self.extras)))
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """JSON-safe and flat: the core fields, then the extras under their own names."""
         fields = {
             "event_id": self.event_id,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class Problem:
     field: str
     problem: str
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"index": self.index, "field": self.field, "problem": self.problem}
 
     def __str__(self) -> str:
@@ -38,7 +38,7 @@ class EventsError(ValueError):
     error = "invalid events"
     problems: list[Problem]
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"error": self.error, "problems": [p.to_dict() for p in self.problems]}
 
 

@@ -20,6 +20,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
 
 from measure.events.event import Event
 from measure.events.fields import (
@@ -93,7 +94,7 @@ Found = list[tuple[str, str]]  # (field, problem) of one event
 
 
 def validate(
-    raw: list[dict],
+    raw: list[dict[str, Any]],
     *,
     site_ids: Mapping[str, str],
     max_age: int = DEFAULT_MAX_AGE,
@@ -111,7 +112,7 @@ def validate(
 
 
 def check(
-    raw: list[dict],
+    raw: list[dict[str, Any]],
     *,
     site_ids: Mapping[str, str],
     max_age: int = DEFAULT_MAX_AGE,
@@ -126,7 +127,7 @@ def check(
     seen: dict[str, tuple[int, Event]] = {}
     for index, item in enumerate(raw):
         event = batch.event(item)
-        if type(event) is list:
+        if isinstance(event, list):
             problems.extend([Problem(index, name, problem) for name, problem in event])
             continue
         earlier = seen.get(event.event_id)
@@ -218,6 +219,7 @@ class _Batch:
             event_id = derive_event_id({"event_name": event_name, "user_id": user_id, "ip": ip,
                                         "time_stamp": time_stamp, "platform": platform,
                                         "storefront": storefront, **extras})
+        # Nothing found, so every field was checked and is set (the ignore below says so to mypy).
         return Event(event_id, event_name, user_id, ip, time_stamp, platform, storefront, extras)  # type: ignore[arg-type]
 
     def _name(self, value: object) -> tuple[str | None, Found]:
@@ -232,7 +234,7 @@ class _Batch:
         """Both parts checked (... for one not given), then the pair looked up in site_ids."""
         memo = type(platform) is str and type(storefront) is str
         if memo:
-            known = self.sites.get((platform, storefront))  # type: ignore[arg-type]
+            known = self.sites.get((platform, storefront))  # type: ignore[arg-type]  # memo: both are str
             if known is not None:
                 return known
         found: Found = []
@@ -247,7 +249,7 @@ class _Batch:
                 found.append(("platform", _unconfigured(key, self.site_ids)))
         result = (parts[0], parts[1], found)
         if memo:
-            self.sites[platform, storefront] = result  # type: ignore[index]
+            self.sites[platform, storefront] = result  # type: ignore[index]  # memo: both are str
         return result
 
 

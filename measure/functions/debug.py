@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Any
 
 from measure import events
 from measure.config import Config
@@ -54,7 +55,7 @@ _ACTION_NAMES = ("site_event_id", "event_ref")
 _NOT_REF = re.compile(r"[^0-9a-z]+")
 
 
-def report(raw: list[dict], config: Config, now: float) -> dict:
+def report(raw: list[dict[str, Any]], config: Config, now: float) -> dict[str, Any]:
     """The debug answer for the raw events of one body."""
     checked, repeats, problems = events.check(raw, site_ids=config.site_ids, max_age=config.event_max_age, now=now)
     by_index = dict(checked)
@@ -72,12 +73,13 @@ def report(raw: list[dict], config: Config, now: float) -> dict:
     return {"valid": not problems, "events": answers, "problems": [p.to_dict() for p in problems]}
 
 
-def body_report(error: events.BodyError) -> dict:
+def body_report(error: events.BodyError) -> dict[str, Any]:
     """The debug answer for a body /measure would refuse as malformed (400): no events, its problem."""
     return {"valid": False, "events": [], "problems": [p.to_dict() for p in error.problems]}
 
 
-def warnings(raw: Mapping[str, object], event: events.Event, request: Mapping[str, str], *, now: float) -> list[dict]:
+def warnings(raw: Mapping[str, object], event: events.Event, request: Mapping[str, str], *,
+             now: float) -> list[dict[str, Any]]:
     """What is valid about one event but probably a mistake, each as {"field", "warning"}."""
     found = []
     if not any(field in event.extras for field in _ACTION_NAMES):
@@ -147,5 +149,5 @@ def _site_spelling(raw: Mapping[str, object], event: events.Event) -> str | None
             "(case and surrounding spaces are ignored, so it counts as that pair); send it as configured")
 
 
-def _warning(field: str, warning: str) -> dict:
+def _warning(field: str, warning: str) -> dict[str, Any]:
     return {"field": field, "warning": warning}

@@ -16,7 +16,8 @@ from __future__ import annotations
 import hmac
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from measure import events, logs
 from measure.config import Config
@@ -24,6 +25,9 @@ from measure.functions import debug
 from measure.gcp.publisher import Publisher, PublishError
 from measure.gcp.secrets import SecretUnavailableError
 from measure.pipeline.message import event_message
+
+if TYPE_CHECKING:
+    from flask import Request
 
 ROUTES = frozenset({"/", "/measure"})
 DEBUG_ROUTE = "/measure/debug"
@@ -35,7 +39,8 @@ JSON = {"Content-Type": "application/json"}
 Response = tuple[str, int, dict[str, str]]
 
 
-def error_response(status: int, error: str, message: str, problems=(), headers=None) -> Response:
+def error_response(status: int, error: str, message: str, problems: Iterable[events.Problem] = (),
+                   headers: Mapping[str, str] | None = None) -> Response:
     body = {"error": error, "message": message, "problems": [p.to_dict() for p in problems]}
     return json.dumps(body), status, {**JSON, **(headers or {})}
 
@@ -69,7 +74,7 @@ class Webhook:
         self.publisher = publisher
         self.clock = clock
 
-    def handle(self, request) -> Response:
+    def handle(self, request: Request) -> Response:
         """One webhook call (a Flask request, as functions-framework hands it over)."""
         path = request.path.rstrip("/")
         dry_run = path == DEBUG_ROUTE

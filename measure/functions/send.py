@@ -9,6 +9,7 @@ delivers the message again.
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 from measure.pipeline.delivery import Delivery, Handled
 from measure.pipeline.message import UndecodableMessageError, decode
@@ -18,7 +19,7 @@ class Sender:
     def __init__(self, delivery: Delivery):
         self.delivery = delivery
 
-    def handle(self, cloud_event) -> Handled:
+    def handle(self, cloud_event: Any) -> Handled:  # a cloudevents CloudEvent
         """The entry point: the messagePublished CloudEvent's message."""
         message = (cloud_event.data or {}).get("message") or {}
         try:

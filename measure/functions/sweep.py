@@ -32,12 +32,16 @@ import threading
 import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from measure import logs
 from measure.config import Config
 from measure.gcp.publisher import PublishError
 from measure.pipeline.delivery import CIRCUIT_OPEN, Delivery, Result
 from measure.pipeline.message import Envelope, UndecodableMessageError, decode
+
+if TYPE_CHECKING:
+    from measure.gcp.subscriber import ReceivedMessage, Subscriber
 
 MAX_PULL = 1000  # Pub/Sub's most messages in one pull
 # How long a pull waits for messages. The real service holds a pull of an empty subscription open
@@ -76,7 +80,7 @@ class Sweeper:
         self,
         config: Config,
         delivery: Delivery,
-        subscriber,
+        subscriber: Subscriber,
         *,
         parallelism: int | None = None,
         clock: Callable[[], float] = time.time,
@@ -93,17 +97,17 @@ class Sweeper:
         # real service may answer empty with messages waiting when asked to return at once.
         self.return_immediately = return_immediately
         self.linger = linger
-        self.path = subscriber.subscription_path(config.project, config.retry_subscription)
+        self.path = subscriber.subscription_path(config.project or "", config.retry_subscription)
         self._pool = concurrent.futures.ThreadPoolExecutor(self.parallelism, thread_name_prefix="sweep")
         self._running = threading.Lock()  # one sweep at a time per instance; a second call waits its turn
         self._latency: float | None = None  # seconds an attempt takes, smoothed; None before the first
 
-    def handle(self, request) -> tuple[str, int, dict[str, str]]:
+    def handle(self, request: object) -> tuple[str, int, dict[str, str]]:
         """The HTTP entry point: run one sweep and answer its summary as JSON."""
         summary = self.run()
         return json.dumps(summary), 200, {"Content-Type": "application/json"}
 
-    def run(self, budget: float | None = None) -> dict:
+    def run(self, budget: float | None = None) -> dict[str, Any]:
         with self._running:
             return _Sweep(self, self.config.sweep_budget if budget is None else budget).run()
 
@@ -137,8 +141,8 @@ class _Sweep:
         self.ready: deque[tuple[str, Envelope, float]] = deque()  # due now, waiting for a slot; since (monotonic)
         # A heap of (due, seq, ack id, envelope, pulled): due and pulled in monotonic seconds.
         self.held: list[tuple[float, int, str, Envelope, float]] = []
-        self.running: dict[concurrent.futures.Future, str] = {}
-        self.finished: queue.SimpleQueue[concurrent.futures.Future] = queue.SimpleQueue()
+        self.running: dict[concurrent.futures.Future[Any], str] = {}
+        self.finished: queue.SimpleQueue[concurrent.futures.Future[Any]] = queue.SimpleQueue()
         self.acks: list[str] = []
         self.give_back: list[str] = []  # not attempted (or not handed on): offered again at the end
         self.acked_at = self.started
@@ -147,7 +151,7 @@ class _Sweep:
         self.found_at = self.started  # when a pull last found something
         self._seq = itertools.count()
 
-    def run(self) -> dict:
+    def run(self) -> dict[str, Any]:
         stopped = None
         try:
             while True:
@@ -275,7 +279,7 @@ class _Sweep:
         self.counts["pulled"] += len(received)
         self._triage(received)
 
-    def _triage(self, received: list) -> None:
+    def _triage(self, received: list[ReceivedMessage]) -> None:
         """Settle what needs no attempt now; queue what is due, or soon due."""
         now, now_m = self.s.clock(), time.monotonic()
         hidden: list[tuple[float, str]] = []
@@ -310,7 +314,7 @@ class _Sweep:
         for seconds, ack_ids in by_step.items():
             self._modify(ack_ids, seconds)
 
-    def _settle(self, ack_id: str, action: Callable[..., object], *args, **kwargs) -> None:
+    def _settle(self, ack_id: str, action: Callable[..., object], *args: object, **kwargs: object) -> None:
         """Run a hand-on; a publish that fails leaves the message unacked for a later sweep."""
         try:
             action(*args, **kwargs)
@@ -322,6 +326,7 @@ class _Sweep:
 
     def _expire(self, envelope: Envelope, now: float) -> None:
         state = envelope.retry
+        assert state is not None  # only a retry has an age to expire
         days = (now - state.first_failure) / 86400
         reason = (f"gave up after {state.attempt} attempts over {days:.1f} days "
                   f"(MEASURE_RETRY_MAX_AGE {self.s.config.retry_max_age} s); last error: {state.last_error}")

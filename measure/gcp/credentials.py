@@ -12,9 +12,13 @@ emulator with no credentials at all.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import requests
 import requests.adapters
+
+if TYPE_CHECKING:  # google.auth is imported when credentials are first needed, not at start
+    from google.auth.credentials import Credentials
 
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 PUBSUB_URL = "https://pubsub.googleapis.com"
@@ -30,7 +34,7 @@ def emulator_host() -> str | None:
     return os.environ.get("PUBSUB_EMULATOR_HOST") or None
 
 
-def default_credentials():
+def default_credentials() -> Credentials:
     """google.auth.default() for the cloud-platform scope, refreshed in the background when near expiry.
 
     With non-blocking refresh, a token inside google-auth's refresh window is renewed by one
@@ -50,7 +54,7 @@ def default_credentials():
     return credentials
 
 
-def session(credentials, pool_size: int) -> requests.Session:
+def session(credentials: Credentials | None, pool_size: int) -> requests.Session:
     """An AuthorizedSession over `credentials` (None: a plain session, for the emulator) whose
     connection pool keeps `pool_size` connections a host, one for each of the instance's threads.
     No adapter retries: measure.gcp.googleapi decides what is retried, within a deadline."""

@@ -15,7 +15,9 @@ from __future__ import annotations
 import json
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import google.auth.exceptions
 import requests
@@ -65,7 +67,7 @@ class Backoff:
         return max(jittered, retry_after or 0.0)
 
 
-def retry_after(headers) -> float | None:
+def retry_after(headers: Mapping[str, str] | None) -> float | None:
     """Seconds a Retry-After header asks for (a number or an HTTP date), or None."""
     return retryafter.seconds((headers or {}).get("Retry-After"))
 
@@ -78,8 +80,8 @@ class Api:
         self.session = session
         self.backoff = backoff
 
-    def call(self, method: str, path: str, body: dict | None = None, *, timeout: float,
-             retry: bool = True, what: str | None = None) -> dict:
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None, *, timeout: float,
+             retry: bool = True, what: str | None = None) -> dict[str, Any]:
         """One API call. Transient failures (no answer, a failed token fetch, 408/409 ABORTED/429/5xx)
         are tried again after a backoff pause until `timeout` seconds have passed, unless `retry`
         is False; then DeadlineExceededError, or ApiError for an answer that will not change."""

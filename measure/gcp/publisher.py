@@ -110,7 +110,7 @@ class Publisher:
             self._call(topic, waiter)
         if waiter.error is not None:
             raise PublishError(topic, len(messages), len(messages), waiter.error)
-        return waiter.ids  # type: ignore[return-value]
+        return waiter.ids  # type: ignore[return-value]  # no error: the lead's call set the ids
 
     def publish_one(self, topic: str, message: Message, timeout: float = PUBLISH_TIMEOUT) -> str:
         return self.publish(topic, [message], timeout)[0]

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from measure import logs
 from measure.config import Config
@@ -49,13 +50,13 @@ class SecretManagerSource:
         self.ttl = ttl
         self.clock = clock
         self._client_factory = client_factory or _library_client
-        self._client = None
+        self._client: Any = None  # a SecretManagerServiceClient, or what client_factory makes
         self._client_lock = threading.Lock()
         self._cache: dict[str, _Cached] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
 
-    def _client_once(self):
+    def _client_once(self) -> Any:
         with self._client_lock:
             if self._client is None:
                 self._client = self._client_factory()
@@ -68,12 +69,12 @@ class SecretManagerSource:
     def get(self, secret_id: str) -> str:
         cached = self._cache.get(secret_id)
         if cached and self.clock() - cached.fetched_at < self.ttl:
-            return cached.value  # type: ignore[return-value]
+            return cached.value  # type: ignore[return-value]  # fresh means fetched: value is set
         # One reader per secret refreshes; the others wait and take its value (no access storm at TTL).
         with self._lock_for(secret_id):
             cached = self._cache.setdefault(secret_id, _Cached())
             if self.clock() - cached.fetched_at < self.ttl:
-                return cached.value  # type: ignore[return-value]
+                return cached.value  # type: ignore[return-value]  # fresh means fetched: value is set
             try:
                 value = self._access(secret_id)
             except Exception as exc:  # any failure: keep serving the last good value
@@ -92,7 +93,7 @@ class SecretManagerSource:
             raise SecretUnavailableError(secret_id, "GOOGLE_CLOUD_PROJECT is not set")
         name = f"projects/{self.project}/secrets/{secret_id}/versions/latest"
         response = self._client_once().access_secret_version(request={"name": name})
-        data = response.payload.data
+        data: bytes = response.payload.data
         _verify_checksum(data, getattr(response.payload, "data_crc32c", None))
         return data.decode("utf-8").strip()
 
@@ -100,7 +101,7 @@ class SecretManagerSource:
 class CorruptSecretError(RuntimeError):
     """The payload read does not match the CRC32C Secret Manager computed when it was stored."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__("data corruption detected: payload CRC32C mismatch")
 
 
@@ -118,7 +119,7 @@ def _cause(exc: Exception) -> str:
     return str(exc) if isinstance(exc, (CorruptSecretError, SecretUnavailableError)) else type(exc).__name__
 
 
-def _library_client():
+def _library_client() -> Any:
     from google.cloud import secretmanager
 
     return secretmanager.SecretManagerServiceClient()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from measure.gcp import googleapi
 
@@ -38,7 +39,7 @@ class PullResponse:
     received_messages: list[ReceivedMessage] = field(default_factory=list)
 
 
-def _received(item: dict) -> ReceivedMessage:
+def _received(item: dict[str, Any]) -> ReceivedMessage:
     message = item.get("message", {})
     published = message.get("publishTime")
     return ReceivedMessage(
@@ -72,7 +73,7 @@ class Subscriber:
     def subscription_path(project: str, subscription: str) -> str:
         return f"projects/{project}/subscriptions/{subscription}"
 
-    def pull(self, request: dict, timeout: float) -> PullResponse:
+    def pull(self, request: dict[str, Any], timeout: float) -> PullResponse:
         """Up to `max_messages`; an empty answer when none came within `timeout` seconds."""
         body = {"maxMessages": request["max_messages"]}
         if request.get("return_immediately"):
@@ -85,11 +86,11 @@ class Subscriber:
             return PullResponse()
         return PullResponse([_received(item) for item in answer.get("receivedMessages", ())])
 
-    def acknowledge(self, request: dict) -> None:
+    def acknowledge(self, request: dict[str, Any]) -> None:
         self.api.call("POST", f"/v1/{request['subscription']}:acknowledge", {"ackIds": list(request["ack_ids"])},
                       timeout=CALL_TIMEOUT, what=f"acknowledge on {request['subscription']}")
 
-    def modify_ack_deadline(self, request: dict) -> None:
+    def modify_ack_deadline(self, request: dict[str, Any]) -> None:
         self.api.call("POST", f"/v1/{request['subscription']}:modifyAckDeadline",
                       {"ackIds": list(request["ack_ids"]), "ackDeadlineSeconds": request["ack_deadline_seconds"]},
                       timeout=CALL_TIMEOUT, what=f"modify ack deadline on {request['subscription']}")

@@ -45,7 +45,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 from measure import events
 from measure.config import ConfigError, check_endpoint, load
@@ -113,14 +113,15 @@ def read_lines(
             yield Line(number, None, tuple(problems))
             continue
         try:
-            (event,) = events.validate([raw], site_ids=site_ids, max_age=max_age, now=now)
+            (event,) = events.validate([raw],  # type: ignore[list-item]  # no problems: a dict
+                                       site_ids=site_ids, max_age=max_age, now=now)
         except events.InvalidEvents as invalid:
             yield Line(number, None, tuple((p.field, p.problem) for p in invalid.problems))
             continue
         yield Line(number, event)
 
 
-Record = tuple[int, dict | None, list[tuple[str, str]]]
+Record = tuple[int, dict[str, Any] | None, list[tuple[str, str]]]
 
 
 def _ndjson_records(path: Path) -> Iterator[Record]:
@@ -310,7 +311,8 @@ class PubSubSink:
         from measure.gcp.publisher import PublishError
 
         try:
-            self.publisher.publish(self.topic, [event_message(line.event) for line in chunk])
+            self.publisher.publish(self.topic, [event_message(line.event)  # type: ignore[arg-type]  # valid lines
+                                                for line in chunk])
         except PublishError as error:
             raise SendError(f"lines {chunk[0].number}-{chunk[-1].number}: {error}") from error
 
@@ -337,6 +339,7 @@ class WebhookSink:
         body: list[bytes] = []
         size = 0
         for line in chunk:
+            assert line.event is not None  # only valid lines are sent
             encoded = json.dumps(line.event.to_dict(), separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
             if batch and (size + len(encoded) > WEBHOOK_MAX_BODY or len(batch) >= events.MAX_BATCH):
                 self._post(batch, b"".join(body))
@@ -560,6 +563,7 @@ def backfill(
         else:
             if point:
                 point.check_writable()
+            assert spool is not None and sink is not None  # not a dry run
             spool.seek(0)
             began = time.monotonic()
             try:

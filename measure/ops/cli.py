@@ -115,7 +115,7 @@ def cmd_send(args) -> int:
             print(f"invalid: {problem.field}: {problem.problem}", file=sys.stderr)
         return 1
     params = tune_params.to_params(event, advertiser_id=config.advertiser_id,
-                                   site_id=config.site_id(event.platform, event.storefront))
+                                   site_id=config.site_id(event.platform, event.storefront))  # type: ignore[arg-type]  # validated
     consumer_key = _secret(args.consumer_key or config.consumer_key, "MEASURE_CONSUMER_KEY", "--consumer-key")
     private_key = _secret(args.private_key or config.private_key, "MEASURE_PRIVATE_KEY", "--private-key")
     client = MeasurementClient(args.endpoint or config.endpoint, lambda: (consumer_key, private_key))

@@ -164,9 +164,9 @@ def parse_definitions(data: object, source: str = "definitions") -> list[EventDe
         name = entry.get("name")
         if isinstance(name, str) and name.strip():
             where = f'{where} ("{name}")'
-        for key in _DEFINITION_FIELDS:
-            if key not in entry:
-                raise DefinitionsError(f"{where}: field {key!r} is missing")
+        for field_name in _DEFINITION_FIELDS:
+            if field_name not in entry:
+                raise DefinitionsError(f"{where}: field {field_name!r} is missing")
         event_id, type_ = entry["id"], entry["type"]
         if isinstance(event_id, bool) or not isinstance(event_id, int) or event_id < 1:
             raise DefinitionsError(f"{where}: field 'id' must be a positive whole number, not {event_id!r}")

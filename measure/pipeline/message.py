@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from measure.events import Event, InvalidEvents
 from measure.gcp.publisher import Message
@@ -44,7 +45,7 @@ class Envelope:
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False)
 
 
-def _encode(body: dict) -> bytes:
+def _encode(body: dict[str, Any]) -> bytes:
     return _ENCODER.encode(body).encode()
 
 
@@ -112,7 +113,7 @@ def decode(data: bytes) -> Envelope:
     return Envelope(event, retry)
 
 
-def decode_dead_letter(data: bytes) -> dict:
+def decode_dead_letter(data: bytes) -> dict[str, Any]:
     """A dead letter as a dict (event may be None for undecodable ones); for the operator tools."""
     body = json.loads(data)
     if not isinstance(body, dict) or "dead" not in body:

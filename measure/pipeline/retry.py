@@ -10,13 +10,16 @@ message itself (measure.pipeline.message), so any sweep instance can pick the ev
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 SCHEDULE: tuple[float, ...] = (30, 120, 600, 3600, 6 * 3600, 24 * 3600)
 JITTER = 0.1
 
 
-def backoff(attempt: int, schedule: tuple[float, ...] = SCHEDULE, rng=random.random) -> float:
+def backoff(attempt: int, schedule: tuple[float, ...] = SCHEDULE,
+            rng: Callable[[], float] = random.random) -> float:
     """Seconds to wait after failed attempt number `attempt` (1 = the first failure)."""
     base = schedule[min(max(attempt, 1), len(schedule)) - 1]
     return base * (1 + JITTER * (2 * rng() - 1))
@@ -29,7 +32,7 @@ class RetryState:
     next_due: float  # Unix time before which the event is not tried again
     last_error: str
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod

@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from requests import PreparedRequest
 from requests.auth import AuthBase
 
 from measure.tune.signing import (
@@ -51,8 +52,8 @@ class MeasureAuth(AuthBase):
         auth._credentials = credentials
         return auth
 
-    def __call__(self, request):
-        host, uri = request_target(request.url)
+    def __call__(self, request: PreparedRequest) -> PreparedRequest:
+        host, uri = request_target(request.url or "")  # always set once prepared
         if request.method == "GET":
             if request.body:
                 raise PostParamsOnGetError()

@@ -101,7 +101,7 @@ def _iv(consumer_key: str | bytes) -> bytes:
     return iv
 
 
-def _cipher(consumer_key: str | bytes, private_key: str | bytes) -> Cipher:
+def _cipher(consumer_key: str | bytes, private_key: str | bytes) -> Cipher[modes.CBC]:
     # The IV is checked first: its errors are the ones that can name the offending value.
     iv = _iv(consumer_key)
     return Cipher(algorithms.AES(_key_bytes(private_key)), modes.CBC(iv))

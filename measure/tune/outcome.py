@@ -21,6 +21,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from measure import retryafter
 
@@ -91,7 +92,7 @@ def classify(status: int, headers: Mapping[str, str], body: bytes, latency: floa
     """Apply the outcome rules to one HTTP answer from the Measurement API (`now` reads an HTTP-date
     Retry-After; the clock by default)."""
     try:
-        parsed = json.loads(body) if body else None
+        parsed: Any = json.loads(body) if body else None
     except (ValueError, UnicodeDecodeError):
         parsed = None
     api_answer = isinstance(parsed, dict) and "success" in parsed
