@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from measure.events.fields import CORE_FIELDS, PASSTHROUGH_FIELDS
+from measure.events.fields import CORE_FIELDS, OPTIONAL_FIELDS
 from measure.events.problems import InvalidEvents, Problem, clip, kind
 
 _CORE = frozenset(CORE_FIELDS)
-_PASSTHROUGH = frozenset(PASSTHROUGH_FIELDS)
+_OPTIONAL = frozenset(OPTIONAL_FIELDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,8 +25,8 @@ class Event:
     time_stamp: int
     platform: str
     storefront: str
-    # The pass-through Measurement API parameters given, as strings. Read-only; left out of the
-    # hash so events can go in sets.
+    # The optional fields given (fields.OPTIONAL_FIELDS: the pass-through Measurement API parameters
+    # and event_ref), as strings. Read-only; left out of the hash so events can go in sets.
     extras: Mapping[str, str] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
@@ -69,11 +69,11 @@ class Event:
         for name, value in d.items():
             if name in _CORE:
                 continue
-            if name not in _PASSTHROUGH:
+            if name not in _OPTIONAL:
                 problems.append(Problem(None, clip(str(name)), "is not a known field"))
             elif not isinstance(value, str):
                 problems.append(Problem(None, name, f"must be a string, not {kind(value)}"))
         if problems:
             raise InvalidEvents(problems)
-        extras = {name: d[name] for name in PASSTHROUGH_FIELDS if name in d}
+        extras = {name: d[name] for name in OPTIONAL_FIELDS if name in d}
         return cls(**{name: d[name] for name in CORE_FIELDS}, extras=extras)

@@ -26,10 +26,12 @@ from measure.events.event import Event
 from measure.events.fields import (
     CORE_FIELDS,
     DEFAULT_EVENT_NAME,
+    EVENT_REF,
     FIELDS,
     MAX_EVENT_KEYS,
     MAX_FIELD_LENGTH,
-    PASSTHROUGH_FIELDS,
+    NOT_PASSED_THROUGH,
+    OPTIONAL_FIELDS,
     REQUIRED_FIELDS,
     site_key,
 )
@@ -79,6 +81,9 @@ _DIGITS = re.compile(r"[0-9]+")
 _DECIMAL = re.compile(r"[0-9]{1,15}(?:\.[0-9]{1,8})?")
 _EVENT_ID = re.compile(r"[A-Za-z0-9._:-]+")
 _AD_ID = re.compile(r"[0-9A-Fa-f-]+")
+_VENDOR_ID = re.compile(r"[0-9A-Za-z-]+")
+_REF = re.compile(r"[0-9A-Za-z]+")
+_NOT_REF = re.compile(r"[^0-9a-z]+")
 _LETTERS = re.compile(r"[A-Za-z]+")
 # Largest integer we turn into text: formatting a 5000-digit int raises, and no field needs one.
 _INT_LIMIT = 10**15
@@ -194,12 +199,14 @@ class _Batch:
                 found.append(("event_id", str(bad)))
         extras: dict[str, str] = {}
         if not keys <= _CORE:
-            for name in PASSTHROUGH_FIELDS:
+            for name in OPTIONAL_FIELDS:
                 if name in item and not _blank(item[name]):
                     try:
                         extras[name] = _PASSTHROUGH_CHECKS[name](item[name], name)
                     except Bad as bad:
                         found.append((name, str(bad)))
+            if EVENT_REF in extras:
+                found.extend(_ref_conflicts(item, extras))
             if not keys <= _KNOWN:
                 for name in item:
                     if not isinstance(name, str):
@@ -261,6 +268,9 @@ def _unconfigured(key: str, site_ids: Mapping[str, str]) -> str:
 
 
 def _unknown(name: str) -> str:
+    refused = NOT_PASSED_THROUGH.get(name.strip().lower())
+    if refused:
+        return f"is a Measurement API parameter the webhook does not take: {refused}"
     suggestion = _suggest(name)
     hint = f"; did you mean {suggestion!r}?" if suggestion else ""
     return f"is not a known field{hint}"
@@ -431,7 +441,55 @@ def _ad_id(value: object, name: str) -> str:
     return text
 
 
-_PASSTHROUGH_CHECKS: dict[str, Callable[[object, str], str]] = dict.fromkeys(PASSTHROUGH_FIELDS, _text)
+def _vendor_id(value: object, name: str) -> str:
+    if not isinstance(value, str):
+        raise Bad(f"must be a string, not {kind(value)}")
+    text = value.strip()
+    if len(text) > MAX_FIELD_LENGTH[name] or not _VENDOR_ID.fullmatch(text):
+        raise Bad(f"{show(text)} is not a vendor id (letters, digits and dashes, at most {MAX_FIELD_LENGTH[name]})")
+    return text
+
+
+def _flag(value: object, name: str) -> str:
+    # The SDKs send these as "0"/"1"; a JSON body may as well say true/false or 0/1.
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int) and value in (0, 1):
+        return str(value)
+    if isinstance(value, str) and value.strip() in ("0", "1"):
+        return value.strip()
+    shown = show(value.strip()) if isinstance(value, str) else repr(value)
+    raise Bad(f"{shown} is not a flag: send 1 (yes) or 0 (no)")
+
+
+def _site_event_id(value: object, name: str) -> str:
+    text = _integer(value, name)
+    if text == "0":
+        raise Bad("is 0; the ids of events defined in TUNE start at 1")
+    return text
+
+
+def _event_ref(value: object, name: str) -> str:
+    text = _text(value, name)
+    if not _REF.fullmatch(text):
+        ref = _NOT_REF.sub("", text.lower())
+        hint = f" (the ref of an event named {show(text)} is {show(ref)})" if ref else ""
+        raise Bad(f"{show(text)} is not an event ref: a ref has only letters and digits{hint}")
+    return text.lower()  # TUNE's refs are lower case: "Login2" is the event whose ref is login2
+
+
+def _ref_conflicts(item: Mapping[str, object], extras: Mapping[str, str]) -> Found:
+    """event_ref is the whole action: nothing else may say which event this is."""
+    found: Found = []
+    if "event_name" in item:
+        found.append((EVENT_REF, "names the event itself (sent as action=<event_ref>); leave event_name out"))
+    if "site_event_id" in extras:
+        found.append((EVENT_REF, "and site_event_id both name the event; send one of them"))
+    return found
+
+
+# The check of each optional field (fields.OPTIONAL_FIELDS: the pass-through parameters and event_ref).
+_PASSTHROUGH_CHECKS: dict[str, Callable[[object, str], str]] = dict.fromkeys(OPTIONAL_FIELDS, _text)
 _PASSTHROUGH_CHECKS.update(
     revenue=_decimal,
     rating=_decimal,
@@ -443,6 +501,16 @@ _PASSTHROUGH_CHECKS.update(
     country_code=_letters(2),
     ios_ifa=_ad_id,
     google_aid=_ad_id,
+    fire_aid=_ad_id,
+    ios_ifv=_vendor_id,
+    ios_ad_tracking_disabled=_flag,
+    google_ad_tracking_disabled=_flag,
+    fire_ad_tracking_disabled=_flag,
+    existing_user=_flag,
+    is_paying_user=_flag,
+    is_coppa=_flag,
+    site_event_id=_site_event_id,
+    event_ref=_event_ref,
 )
 
 

@@ -7,7 +7,12 @@ is valid but probably a mistake. `problems` are what /measure would refuse, in i
 
 Warnings, each with the field it is about:
 - event_name: a pre-defined event written in another case ("Purchase"), or a custom name that is
-  a near miss of one ("purchased", "log_in"), which would count as a custom conversion instead;
+  a near miss of one ("purchased", "log_in"), which would count as a custom conversion instead
+  (the answer also names event_ref, for a name that is the ref of an event defined in TUNE:
+  "login2"); or a session/pre-defined name sent with site_event_id, which it is not sent with;
+- event_ref: a ref that is one of the API's own actions ("login"), better sent as event_name;
+- an advertising id (ios_ifa, google_aid, fire_aid) sent while its *_ad_tracking_disabled is 1:
+  the user limited ad tracking;
 - time_stamp: more than STALE_AFTER old, or more than AHEAD_AFTER ahead of this server's clock;
 - platform: the pair written with another case or surrounding spaces than the configured key;
 - a pass-through parameter the Measurement API does not document (tune.params.API_PARAMETERS);
@@ -23,7 +28,16 @@ from typing import Any
 from measure import events
 from measure.config import Config
 from measure.events.problems import duration
-from measure.tune.params import API_PARAMETERS, PREDEFINED_EVENTS, REQUEST_PARAMETERS, SESSION_EVENTS, action_for
+from measure.tune.params import (
+    AD_TRACKING_FLAGS,
+    API_PARAMETERS,
+    INSTALL_EVENT,
+    PREDEFINED_EVENTS,
+    REQUEST_PARAMETERS,
+    RESERVED_ACTIONS,
+    SESSION_EVENTS,
+    action_for,
+)
 from measure.tune.params import to_params as request_of
 
 # Named tolerances of the time-stamp warning: valid up to DEFAULT_MAX_AGE old and MAX_FUTURE ahead,
@@ -33,10 +47,12 @@ AHEAD_AFTER = 60
 # How alike (difflib's ratio) a custom event name must be to a pre-defined one to be a near miss.
 NEAR_MISS = 0.8
 
-_NAMED = (*PREDEFINED_EVENTS, *sorted(SESSION_EVENTS))
+_NAMED = (*PREDEFINED_EVENTS, INSTALL_EVENT, *sorted(SESSION_EVENTS))
 _SEPARATORS = re.compile(r"[\s_-]+")
 _SQUASHED = {_SEPARATORS.sub("", name): name for name in _NAMED}
 _KNOWN_PARAMETERS = API_PARAMETERS | frozenset(REQUEST_PARAMETERS)
+_ACTION_NAMES = ("site_event_id", "event_ref")
+_NOT_REF = re.compile(r"[^0-9a-z]+")
 
 
 def report(raw: list[dict[str, Any]], config: Config, now: float) -> dict[str, Any]:
@@ -66,9 +82,21 @@ def warnings(raw: Mapping[str, object], event: events.Event, request: Mapping[st
              now: float) -> list[dict[str, Any]]:
     """What is valid about one event but probably a mistake, each as {"field", "warning"}."""
     found = []
-    name = _event_name(event.event_name)
-    if name:
-        found.append(_warning("event_name", name))
+    if not any(field in event.extras for field in _ACTION_NAMES):
+        name = _event_name(event.event_name)
+        if name:
+            found.append(_warning("event_name", name))
+    elif "site_event_id" in event.extras and "event_name" in raw and "site_event_name" not in request:
+        found.append(_warning("event_name", f"{event.event_name!r} is not sent: site_event_id calls a custom event "
+                                            f"(action=conversion), which a session or pre-defined name cannot be"))
+    ref = event.extras.get("event_ref")
+    if ref in RESERVED_ACTIONS:
+        found.append(_warning("event_ref", f"{ref!r} is the Measurement API's own action, not an event's ref; "
+                                           f"send event_name={ref!r} instead"))
+    for ad_id, flag in AD_TRACKING_FLAGS.items():
+        if ad_id in request and request.get(flag) == "1":
+            found.append(_warning(ad_id, f"is sent while {flag}=1: the user limited ad tracking. TUNE is told so "
+                                         "with the id; leave the id out unless your privacy policy allows sending it"))
     age = now - event.time_stamp
     if age > STALE_AFTER:
         found.append(_warning("time_stamp", f"is {duration(age)} old; it is attributed as of then (system_date)"
@@ -103,8 +131,13 @@ def _event_name(name: str) -> str | None:
         near = close[0] if close else None
     if near is None:
         return None
-    return (f"{name!r} is sent as a custom event (action=conversion, site_event_name={name!r}), "
-            f"not as the pre-defined {near!r}; send event_name={near!r} if that is what it is")
+    advice = (f"{name!r} is sent as a custom event (action=conversion, site_event_name={name!r}), "
+              f"not as the pre-defined {near!r}; send event_name={near!r} if that is what it is")
+    ref = _NOT_REF.sub("", key)
+    if not ref:
+        return advice
+    # The events guide: a second event of a type ("Login2", type login) is reached only by its ref.
+    return f"{advice}, or event_ref={ref!r} (action={ref}) if it is an event of yours defined in TUNE"
 
 
 def _site_spelling(raw: Mapping[str, object], event: events.Event) -> str | None:

@@ -157,9 +157,7 @@ def _private(args) -> str:
 def cmd_explain(args) -> int:
     from urllib.parse import parse_qsl
 
-    from measure import events
     from measure.ops import resolution
-    from measure.tune.params import action_for
 
     text = args.event.strip()
     try:
@@ -168,10 +166,7 @@ def cmd_explain(args) -> int:
             raw = json.loads(text)
             if not isinstance(raw, dict):
                 raise ValueError("the event must be a JSON object")
-            action, site_event_name = action_for(str(raw.get("event_name", events.DEFAULT_EVENT_NAME)))
-            params = {"action": action}
-            if site_event_name:
-                params["site_event_name"] = site_event_name
+            params = resolution.event_call(raw)
         else:
             params = dict(parse_qsl(text.lstrip("?&"), keep_blank_values=True))
         result = resolution.resolve(params, definitions)

@@ -14,6 +14,10 @@ whose configured event (same ref) has another type, and a custom event configure
 other than the call's. A ref is the name lower-cased with everything but letters and digits
 removed: "Signing In" -> "signingin".
 
+Which call an event makes is `measure.tune.params.action_params`, the function `send` and
+/measure/debug use: `event_call` applies it to a webhook event (event_name, site_event_id,
+event_ref), so the explainer resolves exactly the call that is sent.
+
 `resolve` is pure: it never changes the definitions it is given. A caller that wants created
 events remembered (the sandbox does) appends `Resolution.event` when `created` is true.
 """
@@ -26,12 +30,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from measure.tune.params import PREDEFINED_EVENTS
+from measure.events import DEFAULT_EVENT_NAME
+from measure.tune.params import CUSTOM_ACTION, INSTALL_EVENT, PREDEFINED_EVENTS, action_params
 
-# The 17 pre-defined event actions of docs/design.md (one list, kept in measure.events), plus session.
-PREDEFINED_ACTIONS = ("session", *PREDEFINED_EVENTS)
+# The 17 pre-defined event actions of docs/design.md (one list, kept in measure.tune.params), plus
+# session and install (the seed's install examples).
+PREDEFINED_ACTIONS = ("session", INSTALL_EVENT, *PREDEFINED_EVENTS)
 # Custom events are called with action=conversion; their type has the same name.
-CUSTOM_ACTION = "conversion"
 CUSTOM_TYPE = "conversion"
 EVENT_TYPES = frozenset((*PREDEFINED_ACTIONS, CUSTOM_TYPE))
 # TUNE's UI calls the custom type "Event" in its Event Type drop-down.
@@ -212,6 +217,14 @@ def resolve(params: Mapping[str, str], definitions: Iterable[EventDefinition]) -
     if action in PREDEFINED_ACTIONS:
         return _resolve_predefined(action, events)
     return _resolve_other(action, events)
+
+
+def event_call(raw: Mapping[str, object]) -> dict[str, str]:
+    """The action parameters `send` makes of a webhook event (its event_name, site_event_id and
+    event_ref; the other fields do not change which event is recorded)."""
+    extras = {name: str(raw[name]).strip() for name in ("site_event_id", "event_ref")
+              if raw.get(name) not in (None, "")}
+    return action_params(str(raw.get("event_name", DEFAULT_EVENT_NAME)), extras)
 
 
 def explain_text(params: Mapping[str, str], definitions: Iterable[EventDefinition]) -> str:

@@ -97,7 +97,7 @@ class Delivery:
         finally:
             self.limit.release(outcome)
         self.breaker.record(outcome)
-        self._log(event, outcome, component, state)
+        self._log(event, outcome, component, state, params)
         if outcome.kind.done:
             return Handled(_DONE[outcome.kind], outcome)
         if outcome.kind is Kind.REJECTED:
@@ -134,8 +134,10 @@ class Delivery:
                      outcome=None if outcome else kind)
         return Handled(Result.DEAD_LETTERED, outcome)
 
-    def _log(self, event: events.Event, outcome: Outcome, component: str, state: retry.RetryState | None) -> None:
-        # The line the log-based metrics count: message "delivery", outcome, latency_ms, event_age_s.
+    def _log(self, event: events.Event, outcome: Outcome, component: str, state: retry.RetryState | None,
+             params: dict[str, str]) -> None:
+        # The line the log-based metrics count: message "delivery", outcome, latency_ms, event_age_s;
+        # and what TUNE answered: http_status, log_id, site_event_type (ops' `status` reads them).
         logs.log(
             "WARNING" if outcome.kind in (Kind.REJECTED, Kind.TRANSIENT) else "INFO",
             "delivery",
@@ -146,3 +148,8 @@ class Delivery:
             event_age_s=round(self.clock() - event.time_stamp, 1),
             **outcome.to_log(),
         )
+        # A recorded event typed otherwise than its action (the events guide's "Potential Conflicts"):
+        # Terraform's log-based metric measure_type_mismatch counts these lines.
+        if outcome.kind.done and tune_params.type_mismatch(params, outcome.site_event_type):
+            logs.warning("type mismatch", component=component, event_id=event.event_id, action=params.get("action"),
+                         site_event_type=outcome.site_event_type)

@@ -9,7 +9,10 @@
 
 Pure: `classify` takes the status, headers and body, so every rule is testable without a network.
 An answer's Retry-After (seconds, or an HTTP date) is kept as `Outcome.retry_after`, so whoever
-schedules the next attempt can honour the API's own "not before".
+schedules the next attempt can honour the API's own "not before". What TUNE said it recorded is
+kept too: its `log_id` and the `site_event_type` its engine resolved the call to (seed 004's
+answers carry both; the type may differ from the action sent, the events guide's "Potential
+Conflicts").
 """
 
 from __future__ import annotations
@@ -52,12 +55,15 @@ class Outcome:
     outage: bool = False
     # Seconds the answer's Retry-After asked us to wait, None when it carried none (or an unreadable one).
     retry_after: float | None = None
+    # The event type TUNE's engine resolved the call to, None when the answer carried none.
+    site_event_type: str | None = None
 
     def to_log(self) -> dict[str, object]:
         line: dict[str, object] = {
             "outcome": self.kind.value,
-            "status": self.status,
+            "http_status": self.status,
             "log_id": self.log_id,
+            "site_event_type": self.site_event_type,
             "reason": self.reason,
             "latency_ms": round(self.latency * 1000, 1),
         }
@@ -92,12 +98,14 @@ def classify(status: int, headers: Mapping[str, str], body: bytes, latency: floa
     api_answer = isinstance(parsed, dict) and "success" in parsed
     log_id = parsed.get("log_id") if api_answer else None
     log_id = str(log_id) if log_id else None
+    site_event_type = parsed.get("site_event_type") if api_answer else None
+    site_event_type = str(site_event_type)[:64] if site_event_type else None  # it goes to a log line
     messages = _messages(parsed) if api_answer else []
     reason = "; ".join(messages)
     wait = retryafter.seconds(_header(headers, RETRY_AFTER_HEADER), now)
 
     def outcome(kind: Kind, why: str, outage: bool = False) -> Outcome:
-        return Outcome(kind, why, status, log_id, latency, outage, wait)
+        return Outcome(kind, why, status, log_id, latency, outage, wait, site_event_type)
 
     if status >= 500:
         return outcome(Kind.TRANSIENT, f"HTTP {status}", outage=True)

@@ -96,3 +96,14 @@ def test_any_event_round_trips_and_maps_to_str_params(event):
     assert Event.from_dict(event.to_dict()) == event
     params = to_params(event, advertiser_id="1", site_id="2")
     assert all(isinstance(v, str) for v in params.values())
+
+
+def test_an_event_by_ref_or_by_id_round_trips_through_a_message():
+    # event_ref is no Measurement API parameter, but it is part of the event: a retry read back
+    # from Pub/Sub must still call action=<ref>.
+    [by_ref] = check(raw_event(event_name=..., event_ref="Login2", ios_ad_tracking_disabled=True))
+    [by_id] = check(raw_event(site_event_id=7, existing_user=0))
+    for event in (by_ref, by_id):
+        assert Event.from_dict(json.loads(json.dumps(event.to_dict()))) == event
+    assert Event.from_dict(by_ref.to_dict()).extras == {"ios_ad_tracking_disabled": "1", "event_ref": "login2"}
+    assert to_params(Event.from_dict(by_ref.to_dict()), advertiser_id="1", site_id="2")["action"] == "login2"

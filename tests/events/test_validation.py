@@ -328,3 +328,85 @@ def test_validate_raises_only_invalid_events_and_produces_str_params(batch):
         assert all(isinstance(k, str) and isinstance(v, str) for k, v in params.items())
         # Normalisation is idempotent: a published event validates to itself.
         assert validate([event.to_dict()], site_ids=SITES, now=NOW) == [event]
+
+
+# --- the seed's and TUNE's SDKs' session/event parameters (issue 27) ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "given", "normalised"),
+    [
+        # seed 004's Python/Java/PHP examples, as written
+        ("ios_ifv", "ZZZZZZ-BBBB-CCCC-11111-2222222222222", "ZZZZZZ-BBBB-CCCC-11111-2222222222222"),
+        ("ios_ad_tracking_disabled", "0", "0"),
+        ("device_brand", "Apple", "Apple"),
+        ("device_model", "iPhone5,2", "iPhone5,2"),
+        ("device_carrier", "Verizon", "Verizon"),
+        ("country_code", "US", "US"),
+        # flags as a JSON body writes them
+        ("ios_ad_tracking_disabled", True, "1"),
+        ("google_ad_tracking_disabled", False, "0"),
+        ("fire_ad_tracking_disabled", 1, "1"),
+        ("existing_user", " 1 ", "1"),
+        ("is_paying_user", 0, "0"),
+        ("fire_aid", "df07c7dc-cea7-4a89-b328-810ff5acb15d", "df07c7dc-cea7-4a89-b328-810ff5acb15d"),
+        ("site_event_id", "0012", "12"),
+        ("site_event_id", 7, "7"),
+        ("event_ref", "Login2", "login2"),
+    ],
+)
+def test_session_and_event_parameters_pass_under_their_own_names(field, given, normalised):
+    [event] = check(raw_event(event_name=..., **{field: given}))
+    assert event.extras == {field: normalised}
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "fragment"),
+    [
+        ("ios_ad_tracking_disabled", "yes", "not a flag: send 1 (yes) or 0 (no)"),
+        ("google_ad_tracking_disabled", 2, "not a flag"),
+        ("existing_user", "true", "not a flag"),
+        ("ios_ifv", "ZZ ZZ", "not a vendor id"),
+        ("ios_ifv", "Z" * 65, "not a vendor id"),
+        ("fire_aid", "ZZZZ", "not an advertising id"),
+        ("site_event_id", "0", "start at 1"),
+        ("site_event_id", "login2", "not a whole number"),
+        ("event_ref", "Login 2", "the ref of an event named 'Login 2' is 'login2'"),
+        ("event_ref", "--", "a ref has only letters and digits"),
+    ],
+)
+def test_session_and_event_parameters_refused(field, value, fragment):
+    assert fragment in only_problem(field, event_name=..., **{field: value}).problem
+
+
+def test_event_ref_is_the_whole_action_so_nothing_else_may_name_the_event():
+    assert "leave event_name out" in only_problem("event_ref", event_ref="login2", event_name="login").problem
+    problem = only_problem("event_ref", event_name=..., event_ref="login2", site_event_id="2").problem
+    assert "send one of them" in problem
+
+
+@pytest.mark.parametrize(
+    ("given", "fragment"),
+    [
+        ("ios_ad_tracking", "the opposite of ios_ad_tracking_disabled"),
+        ("action", "send event_ref"),
+        ("site_event_name", "send the name as event_name"),
+        ("platform_aid", "send the one of your store"),
+        ("sdk", "measure sets it itself"),
+        ("sdk_retry_attempt", "bookkeeping"),
+        ("user_email_sha256", "personal data"),
+        ("publisher_id", "attributes the event to a publisher"),
+    ],
+)
+def test_a_real_api_parameter_that_is_refused_says_why_and_never_guesses_another(given, fragment):
+    problem = only_problem(given, **{given: "1"}).problem
+    assert problem.startswith("is a Measurement API parameter the webhook does not take: ")
+    assert fragment in problem and "did you mean" not in problem
+
+
+def test_the_seed_s_own_parameters_are_no_longer_answered_with_another_name():
+    # Before issue 27: ios_ifv got "did you mean 'ios_ifa'?", site_event_id "did you mean 'event_id'?".
+    [event] = check(raw_event(event_name=..., ios_ifv="ZZZZZZ-BBBB", site_event_id="3", existing_user="0",
+                              google_ad_tracking_disabled="1", ios_ad_tracking_disabled="0"))
+    assert set(event.extras) == {"ios_ifv", "site_event_id", "existing_user", "google_ad_tracking_disabled",
+                                 "ios_ad_tracking_disabled"}

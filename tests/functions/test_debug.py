@@ -203,9 +203,13 @@ def test_a_pass_through_parameter_the_measurement_api_does_not_know_is_warned_of
 
 def test_every_pass_through_field_the_webhook_takes_is_one_the_api_knows(client):
     values = {"revenue": "1.5", "rating": "4", "quantity": "2", "level": "3", "date1": "1", "date2": "2",
-              "currency_code": "USD", "country_code": "KR", "ios_ifa": "AB-12", "google_aid": "cd-34"}
+              "currency_code": "USD", "country_code": "KR", "ios_ifa": "AB-12", "google_aid": "cd-34",
+              "fire_aid": "ef-56", "ios_ifv": "ZZ-12", "site_event_id": "3",
+              **dict.fromkeys(("ios_ad_tracking_disabled", "google_ad_tracking_disabled", "fire_ad_tracking_disabled",
+                               "existing_user", "is_paying_user", "is_coppa"), "0")}
     extras = {name: values.get(name, "text") for name in PASSTHROUGH_FIELDS}
-    answer = debug_answer(client, json=seed_form(**extras))
+    # A custom name: with site_event_id it goes along as site_event_name (a session name would not).
+    answer = debug_answer(client, json=seed_form(event_name="boss_defeated", **extras))
     assert answer["valid"] and answer["events"][0]["warnings"] == []
     assert set(PASSTHROUGH_FIELDS) <= set(answer["events"][0]["request"])
 
@@ -224,3 +228,51 @@ def test_a_debug_call_logs_one_line_without_the_ip(client, capsys):
     (line,) = [line for line in lines if line["message"] == "debug"]
     assert line["events"] == 1 and line["valid"] is True
     assert "175.124.248.15" not in json.dumps(lines)
+
+
+# --- the seed's actions and opt-out flags (issue 27) ---------------------------------------------------
+
+
+def _without_name(**changes) -> dict:
+    return {k: v for k, v in seed_form(**changes).items() if k != "event_name"}
+
+
+def test_login2_is_not_steered_to_login_only(client):
+    # The events guide: a second login event ("Login2") is reached only by action=login2.
+    (warning,) = warnings_of(client, event_name="login2")
+    assert "event_ref" in warning["warning"] and "'login'" in warning["warning"]
+    answer = debug_answer(client, json=_without_name(event_ref="Login2"))
+    assert answer["events"][0]["request"]["action"] == "login2" and answer["events"][0]["warnings"] == []
+
+
+def test_install_and_a_custom_event_by_id_are_shown_as_sent(client):
+    install = debug_answer(client, json=seed_form(event_name="install"))["events"][0]
+    assert install["request"]["action"] == "install" and install["warnings"] == []
+    by_id = debug_answer(client, json=_without_name(site_event_id="7"))["events"][0]
+    assert {k: by_id["request"][k] for k in ("action", "site_event_id")} == {"action": "conversion",
+                                                                             "site_event_id": "7"}
+    assert by_id["warnings"] == []
+
+
+def test_a_predefined_name_beside_a_site_event_id_is_said_not_to_be_sent(client):
+    (warning,) = warnings_of(client, event_name="purchase", site_event_id="7")
+    assert warning["field"] == "event_name" and "is not sent" in warning["warning"]
+
+
+def test_an_event_ref_that_is_an_action_of_the_api_is_warned_of(client):
+    answer = debug_answer(client, json=_without_name(event_ref="purchase"))
+    (warning,) = answer["events"][0]["warnings"]
+    assert warning["field"] == "event_ref" and "send event_name='purchase'" in warning["warning"]
+
+
+@pytest.mark.parametrize(("ad_id", "value", "flag"), [
+    ("ios_ifa", "AAAAAA-BBBB-CCCC-11111-2222222222222", "ios_ad_tracking_disabled"),
+    ("google_aid", "38400000-8cf0-11bd-b23e-10b96e40000d", "google_ad_tracking_disabled"),
+    ("fire_aid", "df07c7dc-cea7-4a89-b328-810ff5acb15d", "fire_ad_tracking_disabled"),
+])
+def test_an_advertising_id_sent_while_its_user_limited_ad_tracking_is_warned_of(client, ad_id, value, flag):
+    (warning,) = warnings_of(client, **{ad_id: value, flag: "1"})
+    assert warning["field"] == ad_id and f"{flag}=1" in warning["warning"]
+    assert warnings_of(client, **{ad_id: value, flag: "0"}) == []
+    answer = debug_answer(client, json=seed_form(**{ad_id: value, flag: True}))
+    assert answer["events"][0]["request"][flag] == "1"  # the flag travels with the event

@@ -14,6 +14,7 @@ from measure.ops.resolution import (
     MissingActionError,
     MissingEventNameError,
     UnknownEventIdError,
+    event_call,
     event_ref,
     explain_text,
     load_definitions,
@@ -31,9 +32,36 @@ def test_ref_is_the_name_lower_cased_letters_and_digits_only():
     assert event_ref("Review-Submitted #2") == "reviewsubmitted2"
 
 
-def test_predefined_actions_are_the_seventeen_and_session():
-    assert len(PREDEFINED_ACTIONS) == 18
-    assert "session" in PREDEFINED_ACTIONS and "share" in PREDEFINED_ACTIONS
+def test_predefined_actions_are_the_seventeen_session_and_install():
+    assert len(PREDEFINED_ACTIONS) == 19
+    assert {"session", "install", "share"} <= set(PREDEFINED_ACTIONS)
+
+
+# The call an event makes is send's: measure.tune.params.action_params.
+
+
+@pytest.mark.parametrize(("raw", "call"), [
+    ({"event_name": "install"}, {"action": "install"}),
+    ({}, {"action": "session"}),
+    ({"event_name": "Boss Defeated"}, {"action": "conversion", "site_event_name": "Boss Defeated"}),
+    ({"site_event_id": 2}, {"action": "conversion", "site_event_id": "2"}),
+    ({"event_ref": "login2"}, {"action": "login2"}),
+])
+def test_an_event_makes_the_call_send_makes(raw, call):
+    from measure.tune.params import action_params
+
+    assert event_call(raw) == call
+    extras = {k: str(v) for k, v in raw.items() if k != "event_name"}
+    assert event_call(raw) == action_params(str(raw.get("event_name", "game_open")), extras)
+
+
+def test_an_event_by_ref_or_by_id_lands_on_login2_and_install_on_a_new_install_event():
+    assert resolve(event_call({"event_ref": "login2"}), [LOGIN, LOGIN2]).event == LOGIN2
+    by_id = resolve(event_call({"site_event_id": "2"}), [LOGIN, LOGIN2])
+    assert by_id.event == LOGIN2 and by_id.matched_by == "id"
+    assert "Potential conflict" in by_id.warnings[0]  # a custom call on an event of type login
+    install = resolve(event_call({"event_name": "install"}), [LOGIN])
+    assert install.created and install.event.type == "install"
 
 
 # The seed's worked examples, each as written.

@@ -74,3 +74,42 @@ def test_no_free_slot_in_time_defers_without_an_attempt(topology, sandbox, monke
     (envelope,) = pipeline.retries()
     assert envelope.event == event and envelope.retry.attempt == 0
     assert "concurrency limit" in envelope.retry.last_error
+
+
+# --- what TUNE answered is kept (issue 27) -------------------------------------------------------
+
+
+def _lines(capsys, message):
+    import json
+
+    return [line for line in (json.loads(raw) for raw in capsys.readouterr().out.splitlines() if raw.startswith("{"))
+            if line["message"] == message]
+
+
+def test_the_delivery_line_carries_what_tune_answered(pipeline, sandbox, capsys):
+    event = make_event(event_name="install")
+    assert pipeline.send(event) == "delivered"
+    (line,) = _lines(capsys, "delivery")
+    (seen,) = sandbox.requests(transaction_id=event.event_id)
+    assert {k: line[k] for k in ("event_id", "attempt", "outcome", "http_status", "log_id", "site_event_type")} == {
+        "event_id": event.event_id, "attempt": 1, "outcome": "delivered", "http_status": 200,
+        "log_id": seen["log_id"], "site_event_type": "install"}
+
+
+def test_a_recorded_event_of_another_type_than_its_action_is_a_type_mismatch_warning(topology, monkeypatch, capsys):
+    from measure.dev.sandbox import Sandbox
+    from measure.ops.resolution import EventDefinition
+    from tests.helpers import ADVERTISER, CONSUMER_KEY, PRIVATE_KEY, SITE_IDS, seed_form
+
+    # The events guide's "Potential Conflicts": Login2 is defined in TUNE with type login.
+    definitions = [EventDefinition(1, "Login", "login"), EventDefinition(2, "Login2", "login")]
+    with Sandbox({CONSUMER_KEY: PRIVATE_KEY}, advertiser_id=ADVERTISER, definitions=definitions).start() as box:
+        pipeline = Pipeline(topology, box, monkeypatch)
+        by_ref_form = {k: v for k, v in seed_form(event_ref="login2").items() if k != "event_name"}
+        by_id, by_ref, session = (make_event(event_name="boss", site_event_id="2"),
+                                  *events.validate([by_ref_form], site_ids=SITE_IDS), make_event())
+        assert [pipeline.send(e) for e in (by_id, by_ref, session)] == ["delivered"] * 3
+    # By id it resolved to login, not conversion; the ref call named its event (of type login) on purpose.
+    warnings = _lines(capsys, "type mismatch")
+    assert [(w["severity"], w["component"], w["event_id"], w["action"], w["site_event_type"]) for w in warnings] == [
+        ("WARNING", "send", by_id.event_id, "conversion", "login")]

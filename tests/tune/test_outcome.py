@@ -77,3 +77,20 @@ def test_retry_after_is_kept_in_seconds(headers, wait):
 def test_retry_after_reaches_the_log_line_only_when_given():
     assert classify(503, {"Retry-After": "1"}, b"").to_log()["retry_after_s"] == 1.0
     assert "retry_after_s" not in classify(503, {}, b"").to_log()
+
+
+def test_what_tune_answered_is_kept_for_the_log_line():
+    # Seed 004's success answer: an install resolved as "install", with its log_id.
+    seed = {**SUCCESS, "site_event_type": "install"}
+    line = classify(200, {}, body(seed), latency=0.01).to_log()
+    assert {k: line[k] for k in ("outcome", "http_status", "log_id", "site_event_type")} == {
+        "outcome": "delivered", "http_status": 200, "log_id": "b2f3ce90d42e12e895-20140709-877",
+        "site_event_type": "install"}
+    seed_duplicate = {**DUPLICATE, "site_event_type": "install"}
+    assert classify(200, {}, body(seed_duplicate)).site_event_type == "install"
+
+
+def test_an_answer_without_a_type_or_that_is_not_the_api_s_has_none():
+    assert classify(200, {}, body(DUPLICATE)).to_log()["site_event_type"] is None
+    assert classify(502, {}, b'{"site_event_type": "x"}').site_event_type is None
+    assert unreachable("timeout").to_log()["http_status"] is None

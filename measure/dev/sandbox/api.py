@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from measure.config import Config
 from measure.dev.sandbox.base import (
     DUPLICATE_MESSAGE,
     OUTCOME_ACCEPTED,
@@ -49,7 +50,9 @@ from measure.ops.resolution import EventDefinition, Resolution, ResolutionError,
 from measure.tune import signing
 
 REQUIRED_PARAMS = ("action", "advertiser_id", "site_id", "sdk")
-DEFAULT_DUPLICATE_WINDOW = 24 * 3600.0
+# TUNE's own window is not documented (docs/guarantees.md); by default the sandbox remembers a
+# transaction_id as long as a retry may still come (MEASURE_RETRY_MAX_AGE's default).
+DEFAULT_DUPLICATE_WINDOW = float(Config.retry_max_age)
 DEFAULT_LOG_SIZE = 100_000
 
 
@@ -374,8 +377,9 @@ class Sandbox:
         entry = self._entry(now, method, uri, params, 200, OUTCOME_ACCEPTED, "valid", consumer_key=consumer_key,
                             log_id=log_id, fault=fault, resolution=resolved, reasons=notes)
         body = _response_body(True, params, [], log_id)
-        if resolved is not None:
+        if resolution is not None:
             body["resolution"] = resolved
+            body["site_event_type"] = resolution.event.type  # the engine's type, not the action's
         return _Answer(200, body), entry
 
     def _count(self, fault: str | None) -> None:

@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tolerance", type=float, default=signing.DEFAULT_TOLERANCE,
                         help=f"allowed mat-timestamp skew in seconds (default {signing.DEFAULT_TOLERANCE})")
     parser.add_argument("--duplicate-window", type=float, default=DEFAULT_DUPLICATE_WINDOW,
-                        help="seconds a transaction_id counts as a duplicate (default 86400)")
+                        help="seconds a transaction_id counts as a duplicate "
+                             f"(default {DEFAULT_DUPLICATE_WINDOW:.0f}, MEASURE_RETRY_MAX_AGE's default)")
     parser.add_argument("--log-size", type=int, default=DEFAULT_LOG_SIZE,
                         help=f"requests kept for inspection (default {DEFAULT_LOG_SIZE})")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="delay before every answer")

@@ -220,6 +220,23 @@ def test_resolution_warnings_reach_the_answer_and_the_page(session):
         assert "Potential conflict" in page and "Purchase (id 1, login) by ref" in page
 
 
+def test_the_answer_s_site_event_type_is_the_resolved_event_s_type(session):
+    # The events guide's second conflict: a custom call landing on an event defined with type login.
+    definitions = [EventDefinition(1, "Login", "login"), EventDefinition(2, "Login2", "login")]
+    with Sandbox({CONSUMER: PRIVATE}, definitions=definitions).start() as resolving:
+        by_id = post(session, resolving, event(action="conversion", site_event_id="2")).json()
+        assert (by_id["site_event_type"], by_id["resolution"]["event"]["name"]) == ("login", "Login2")
+        assert post(session, resolving, event(action="login2")).json()["site_event_type"] == "login"
+        assert post(session, resolving, event(action="install")).json()["site_event_type"] == "install"
+
+
+def test_the_default_duplicate_window_is_the_retry_age(sandbox):
+    # TUNE's window is undocumented; a retry may come up to MEASURE_RETRY_MAX_AGE after the first try.
+    from measure.config import Config
+
+    assert sandbox.duplicate_window == Config.retry_max_age
+
+
 def test_unknown_site_event_id_is_rejected_when_definitions_are_loaded(session):
     with Sandbox({CONSUMER: PRIVATE}, definitions=[]).start() as resolving:
         response = post(session, resolving, event(action="conversion", site_event_id="42"))

@@ -27,6 +27,12 @@ def test_cli_fail_rate_is_shared_by_the_status_codes():
         faults_from_args(args("--status", "500"))
 
 
+def test_cli_duplicate_window_defaults_to_the_retry_age():
+    from measure.config import Config
+
+    assert build_parser().parse_args([]).duplicate_window == Config.retry_max_age
+
+
 def test_cli_outage_forms():
     absolute = faults_from_args(args("--outage", "1700000000:1700000600"))
     assert (absolute.outage_start, absolute.outage_end) == (1700000000, 1700000600)
