@@ -401,7 +401,8 @@ class DevStack:
                 service.wait_ready(deadline)
             self.emulator.wait_ready()
             self.topology = create_topology(self.project, emulator_host=self.emulator_host,
-                                            push_endpoint=self.send_url + "/", names=self.config.names)
+                                            push_endpoint=self.send_url + "/", names=self.config.names,
+                                            replay=True)
             self._scheduler = threading.Thread(target=self._schedule_sweeps, name="sweep-scheduler", daemon=True)
             self._scheduler.start()
         except BaseException:
