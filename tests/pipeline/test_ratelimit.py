@@ -3,6 +3,7 @@ MEASURE_API_MAX_RPS, and Delivery deferring an attempt the ceiling leaves no roo
 
 from __future__ import annotations
 
+import io
 import threading
 import time
 
@@ -131,3 +132,74 @@ def test_delivery_defers_an_attempt_the_ceiling_has_no_room_for(topology, sandbo
     assert envelope.event == late and envelope.retry.attempt == 0 and envelope.retry.last_error == RATE_CEILING
     assert sandbox.stats()["received"] == 1
     assert '"message":"deferred: rate ceiling"' in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_replaying_2000_dead_letters_stays_under_the_ceiling_and_each_is_accepted_once(topology, sandbox,
+                                                                                     monkeypatch, capsys):
+    """The issue's figure: MEASURE_API_MAX_RPS=50, two sending instances (send and sweep, each with its
+    own bucket of 25 a second), 2,000 dead letters replayed: at most 55 requests in any second at
+    the sandbox, and every event accepted exactly once."""
+    import concurrent.futures
+
+    from measure.functions.sweep import Sweeper
+    from measure.gcp.subscriber import Subscriber
+    from measure.ops import deadletters
+    from measure.pipeline.breaker import CircuitBreaker
+    from measure.pipeline.delivery import Delivery
+    from measure.pipeline.message import dead_letter_message
+    from measure.tune.client import MeasurementClient
+    from tests.helpers import CONSUMER_KEY, PRIVATE_KEY
+
+    total = 2000
+    # Send waits at most 1 s for its turn (MEASURE_API_TIMEOUT) and defers the rest to the retry
+    # topic, so the sweep (the second instance) is kept busy too: both shares in use, the worst case.
+    pipeline = Pipeline(topology, sandbox, monkeypatch, MEASURE_API_MAX_RPS="50", MEASURE_API_SENDERS="2",
+                        MEASURE_API_TIMEOUT="1")
+    sweep_delivery = Delivery(pipeline.config, MeasurementClient(pipeline.config.endpoint,
+                                                                 lambda: (CONSUMER_KEY, PRIVATE_KEY)),
+                              pipeline.publisher, CircuitBreaker(cooldown=60, min_attempts=3), schedule=(0, 0, 0))
+    sweeper = Sweeper(pipeline.config, sweep_delivery, Subscriber(), parallelism=8, return_immediately=True,
+                      linger=0.5)
+    assert pipeline.delivery.rate.rate == sweep_delivery.rate.rate == 25
+    letters = [dead_letter_message("rejected", "HTTP 400: site_id not found", time.time(),
+                                   event=make_event(user_id=f"player-{i}"), attempts=1) for i in range(total)]
+    for start in range(0, total, 500):
+        pipeline.publisher.publish(pipeline.config.dead_letter_topic, letters[start:start + 500])
+    done = threading.Event()
+
+    def push() -> None:  # Eventarc's part: every message on the events topic to send, 32 at once
+        with concurrent.futures.ThreadPoolExecutor(32) as pool:
+            while not done.is_set():
+                for item in topology.pull(topology.names.events_tap_subscription, max_messages=200, timeout=0.5):
+                    pool.submit(pipeline.sender.process, item.message.data, dict(item.message.attributes))
+
+    def sweep() -> None:  # Cloud Scheduler's part: what send deferred, re-sent by the other instance
+        while not done.is_set():
+            sweeper.run(budget=3)
+
+    workers = [threading.Thread(target=push), threading.Thread(target=sweep)]
+    for worker in workers:
+        worker.start()
+    try:
+        out = io.StringIO()
+        env = {**topology.env(), "MEASURE_DEAD_LETTER_SUBSCRIPTION": topology.names.dead_letter_subscription,
+               "MEASURE_API_MAX_RPS": "50"}
+        assert deadletters.main(["replay", "--all"], env=env, out=out, err=out) == 0, out.getvalue()
+        assert f"replayed {total} of {total}" in out.getvalue()
+        deadline = time.monotonic() + 180
+        while len(sandbox.accepted_ids()) < total and time.monotonic() < deadline:
+            time.sleep(0.5)
+    finally:
+        done.set()
+        for worker in workers:
+            worker.join()
+    deferred = capsys.readouterr().out.count('"message":"deferred: rate ceiling"')  # and 2,000 delivery lines
+    accepted = sandbox.accepted_ids()
+    assert len(accepted) == total and set(accepted.values()) == {1}
+    arrivals = [entry["received_at"] for entry in sandbox.requests()]
+    busiest = busiest_second(arrivals)
+    print(f"\nrate ceiling 50/s: {len(arrivals)} requests, busiest second {busiest}, "
+          f"{len(arrivals) / (max(arrivals) - min(arrivals)):.1f} a second on average, {deferred} deferred by send")
+    assert deferred > 0  # the sweep had its share of the work
+    assert busiest <= 55
