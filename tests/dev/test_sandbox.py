@@ -624,3 +624,14 @@ def test_cli_serves_until_ctrl_c(session):
     assert process.returncode == 0
     assert "stopped" in err
     assert PRIVATE not in banner + out + err
+
+
+def test_html_page_links_each_request_to_its_timeline(sandbox, session):
+    params = event()
+    post(session, sandbox, params)
+    text = session.get(f"{sandbox.url}/_sandbox", timeout=5).text
+    tid = params["transaction_id"]
+    assert f"href='/_sandbox/requests?transaction_id={tid}'" in text
+    assert f"python -m measure status {tid}" in text
+    (seen,) = session.get(f"{sandbox.url}/_sandbox/requests?transaction_id={tid}", timeout=5).json()
+    assert seen["transaction_id"] == tid
