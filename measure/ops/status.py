@@ -235,10 +235,49 @@ class Timeline:
                 "steps": [{"at": _iso(s.at), "what": s.what, **s.fields} for s in self.steps]}
 
     def render(self) -> str:
+        """The steps one a line; a long run of alike failed attempts (an outage) shows its first
+        and last attempt and a count between them (--json has every step)."""
         out = [f"event {self.event_id}"]
-        out += [f"  {_clock(step.at)}  {step.what:<13} {step.text}" for step in self.steps]
+        for run in _runs(self.steps):
+            shown = run if len(run) < COLLAPSE_AT else [run[0], None, run[-1]]
+            for steps in shown:
+                if steps is None:
+                    first, last = run[1][0], run[-2][0]
+                    out.append(f"  {'':12}  {'...':<13} {len(run) - 2} more alike: attempts "
+                               f"{_dash(first.fields.get('attempt'))} to {_dash(last.fields.get('attempt'))}, "
+                               f"{_clock(first.at)} to {_clock(last.at)}")
+                    continue
+                out += [f"  {_clock(step.at)}  {step.what:<13} {step.text}" for step in steps]
         out.append(f"  => {self.state}{': ' + self.summary if self.summary else ''}")
         return "\n".join(out)
+
+
+COLLAPSE_AT = 5  # alike failed attempts in a row before the middle ones are counted, not shown
+
+
+def _runs(steps: list[Step]) -> list[list[list[Step]]]:
+    """The steps in rounds (an attempt and the retry or deferral after it; any other step alone),
+    consecutive failed rounds of the same component, outcome, status and reason run together."""
+    rounds: list[list[Step]] = []
+    for step in steps:
+        if rounds and step.what in ("retry due", "deferred") and rounds[-1][0].what == "attempt":
+            rounds[-1].append(step)
+        else:
+            rounds.append([step])
+
+    def key(round_: list[Step]) -> tuple | None:
+        f = round_[0].fields
+        if round_[0].what != "attempt" or f.get("outcome") in ("delivered", "duplicate"):
+            return None
+        return f.get("component"), f.get("outcome"), f.get("http_status"), f.get("reason")
+
+    runs: list[list[list[Step]]] = []
+    for round_ in rounds:
+        if runs and key(round_) is not None and key(runs[-1][-1]) == key(round_):
+            runs[-1].append(round_)
+        else:
+            runs.append([round_])
+    return runs
 
 
 def timeline(event_id: str, lines: Iterable[Line], *, routine_stored: bool = True) -> Timeline:

@@ -226,3 +226,20 @@ def test_dev_stack_a_dead_letter_says_why(topology, sandbox, monkeypatch, logs_d
     (verdict,) = [line for line in out.splitlines() if "=>" in line]
     assert "dead letter: rejected:" in verdict and "signature" in verdict.lower()
     assert f"dead-letters show {event.event_id}" in verdict
+
+
+def test_a_long_outage_shows_its_first_and_last_attempts_and_counts_the_rest():
+    def line(at, message, **fields):
+        return status.Line(at, {"message": message, "event_id": EVENT, **fields}, fields.get("component", "sweep"))
+
+    lines = [line(NOW, "delivery", component="send", attempt=1, outcome="transient", status=503, reason="HTTP 503")]
+    for n in range(2, 12):
+        lines.append(line(NOW + n, "delivery", attempt=n, outcome="transient", status=503, reason="HTTP 503"))
+        lines.append(line(NOW + n + 0.1, "retry due", attempt=n, retry_due=NOW + n + 1))
+    lines.append(line(NOW + 20, "delivery", attempt=12, outcome="delivered", status=200, log_id="L-12"))
+    shown = status.timeline(EVENT, lines)
+    text = shown.render()
+    assert "8 more alike: attempts 3 to 10" in text
+    assert "1 by send" in text and "2 by sweep" in text and "11 by sweep" in text and " 5 by sweep" not in text
+    assert text.endswith("=> delivered: attempt 12, log_id L-12")
+    assert len([s for s in shown.as_dict()["steps"] if s["what"] == "attempt"]) == 12  # --json keeps them all
