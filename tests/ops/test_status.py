@@ -194,6 +194,9 @@ def test_dev_stack_a_delivered_event_shows_its_attempt_with_the_sandboxs_log_id(
     assert code == 0
     assert "received" in out and "published" in out
     assert f"log_id {seen['log_id']}" in out and f"=> delivered: attempt 1, log_id {seen['log_id']}" in out
+    code, by_user, _ = run("--user", seed_form()["user_id"], "--logs", str(logs_dir()))
+    assert code == 0 and by_user == out  # the same timeline, found from the player
+    assert run("--user", "somebody-else", "--logs", str(logs_dir()))[0] == status.NOT_FOUND
 
 
 def test_dev_stack_two_failures_then_the_delivery(pipeline, sandbox, logs_dir):
