@@ -306,7 +306,6 @@ class Names:
             "MEASURE_RETRY_TOPIC": self.retry_topic,
             "MEASURE_RETRY_SUBSCRIPTION": self.retry_subscription,
             "MEASURE_DEAD_LETTER_TOPIC": self.dead_letter_topic,
-            "MEASURE_REPLAY_SUBSCRIPTION": self.events_replay_subscription,
         }
 
 

@@ -29,7 +29,8 @@ def replay_topology(pubsub_emulator, monkeypatch):
 
 def run(topology, *argv: str, **env: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
-    code = replay.main(list(argv), env={**topology.env(), **env}, out=out, err=err)
+    env = {**topology.env(), "MEASURE_REPLAY_SUBSCRIPTION": topology.names.events_replay_subscription, **env}
+    code = replay.main(list(argv), env=env, out=out, err=err)
     return code, out.getvalue(), err.getvalue()
 
 
