@@ -634,6 +634,7 @@ def run_seed_event(stack: DevStack) -> bool:
             params = record.get("params") or {}
             say("  params: " + " ".join(f"{k}={v}" for k, v in sorted(params.items())))
         say(f"  (full record: {stack.sandbox_url}/_sandbox/requests?transaction_id={event_id})")
+        say(f"  (its whole timeline: python -m measure status {event_id} --logs {stack.log_dir})")
     return True
 
 
