@@ -34,6 +34,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import IO
 
+import google.auth.exceptions
+
 from measure.ops.deadletters import ArgumentError, Parser
 from measure.ops.status import parse_when
 
@@ -209,6 +211,9 @@ def main(argv: list[str] | None = None, *, env: Mapping[str, str] | None = None,
         count = replay(subscriber, publisher, subscription_path=path, topic=topic, since=since, until=until,
                        dry_run=args.dry_run, rate=rate, return_immediately=bool(env.get("PUBSUB_EMULATOR_HOST")),
                        progress=progress)
+    except google.auth.exceptions.DefaultCredentialsError as error:
+        err.write(f"replay: no Google credentials ({error}); run `gcloud auth application-default login`\n")
+        return FAILED
     except (ApiError, PublishError) as error:
         err.write(f"replay: {error}\n")
         if getattr(error, "status", None) == 404:

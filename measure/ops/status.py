@@ -45,6 +45,8 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
 
+import google.auth.exceptions
+
 from measure.ops.deadletters import ArgumentError, Parser, parse_duration
 
 LOGGING_URL = "https://logging.googleapis.com"
@@ -478,6 +480,9 @@ def main(argv: list[str] | None = None, *, env: Mapping[str, str] | None = None,
     except (ArgumentError, ConfigError) as error:
         err.write(f"{error}\n")
         return USAGE
+    except google.auth.exceptions.DefaultCredentialsError as error:
+        err.write(f"status: no Google credentials ({error}); run `gcloud auth application-default login`\n")
+        return FAILED
     try:
         if args.user:
             key = user_key(args.user)
