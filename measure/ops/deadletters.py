@@ -543,12 +543,12 @@ def _run(args, hold: Hold, selection: Selection, project: str, env, out: IO[str]
         out.write(json.dumps(whole[0] if len(whole) == 1 else whole, indent=2, ensure_ascii=False) + "\n")
         return OK
     if args.command == "purge":
-        result = purge(hold, selection, now, confirmed=args.yes)
+        purged = purge(hold, selection, now, confirmed=args.yes)
         if not args.yes:
-            err.write(f"dead-letters purge: {len(result.purged)} of {result.held} dead letter(s) would be "
+            err.write(f"dead-letters purge: {len(purged.purged)} of {purged.held} dead letter(s) would be "
                       "deleted for good; run again with --yes to delete them (nothing was deleted)\n")
             return USAGE
-        out.write(f"purged {len(result.purged)} of {result.held} dead letter(s).\n")
+        out.write(f"purged {len(purged.purged)} of {purged.held} dead letter(s).\n")
         return OK
     topic = args.topic or env.get("MEASURE_EVENTS_TOPIC", "").strip() or DEFAULT_EVENTS_TOPIC
     if publisher is None:
