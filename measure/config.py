@@ -84,6 +84,10 @@ class Config:
     breaker_cooldown: int = 30
     # Seconds to wait after each failed attempt of an event (the last step repeats).
     retry_schedule: tuple[float, ...] = SCHEDULE
+    # The rate ceiling (measure.pipeline.ratelimit): requests a second for the whole deployment
+    # (0: none), shared out among this many sending instances.
+    api_max_rps: float = 0.0
+    api_senders: int = 1
 
     def site_id(self, platform: str, storefront: str) -> str | None:
         return self.site_ids.get(f"{platform}/{storefront}")
@@ -179,4 +183,28 @@ def load(env: Mapping[str, str] | None = None) -> Config:
         api_timeout=_seconds(env, "MEASURE_API_TIMEOUT", Config.api_timeout, 1, 120),
         breaker_cooldown=_seconds(env, "MEASURE_BREAKER_COOLDOWN", Config.breaker_cooldown, 1, 3600),
         retry_schedule=_schedule(env),
+        api_max_rps=_max_rps(env),
+        api_senders=_senders(env),
     )
+
+
+def _max_rps(env: Mapping[str, str]) -> float:
+    name = "MEASURE_API_MAX_RPS"
+    raw = env.get(name, "").strip()
+    try:
+        value = float(raw or 0)
+    except ValueError:
+        raise ConfigError(name, f"must be requests a second like 50 (0 or unset: no ceiling), got {raw!r}") from None
+    if not 0 <= value <= 1_000_000:  # also refuses nan and inf
+        raise ConfigError(name, f"must be between 0 (no ceiling) and 1000000, got {raw!r}")
+    return value
+
+
+def _senders(env: Mapping[str, str]) -> int:
+    name = "MEASURE_API_SENDERS"
+    raw = env.get(name, "").strip()
+    if not raw:
+        return Config.api_senders
+    if not raw.isdigit() or not 1 <= int(raw) <= 100_000:
+        raise ConfigError(name, f"must be a whole number of instances, at least 1, got {raw!r}")
+    return int(raw)

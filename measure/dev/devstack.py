@@ -402,7 +402,8 @@ class DevStack:
                 service.wait_ready(deadline)
             self.emulator.wait_ready()
             self.topology = create_topology(self.project, emulator_host=self.emulator_host,
-                                            push_endpoint=self.send_url + "/", names=self.config.names)
+                                            push_endpoint=self.send_url + "/", names=self.config.names,
+                                            replay=True)
             self._scheduler = threading.Thread(target=self._schedule_sweeps, name="sweep-scheduler", daemon=True)
             self._scheduler.start()
         except BaseException:
@@ -634,6 +635,7 @@ def run_seed_event(stack: DevStack) -> bool:
             params = record.get("params") or {}
             say("  params: " + " ".join(f"{k}={v}" for k, v in sorted(params.items())))
         say(f"  (full record: {stack.sandbox_url}/_sandbox/requests?transaction_id={event_id})")
+        say(f"  (its whole timeline: python -m measure status {event_id} --logs {stack.log_dir})")
     return True
 
 

@@ -293,6 +293,8 @@ class Names:
     events_push_subscription: str = "measure-events-push"
     # Tests only: a pull subscription on measure-events to read back what `receive` published.
     events_tap_subscription: str = "measure-events-tap"
+    # Nobody consumes it: `python -m measure replay` seeks it to a time (it retains acked messages).
+    events_replay_subscription: str = "measure-events-replay"
 
     def suffixed(self, suffix: str) -> Names:
         return Names(**{f.name: f"{getattr(self, f.name)}{suffix}" for f in dataclasses.fields(self)})
@@ -387,9 +389,10 @@ class Topology:
 
 
 def create_topology(project: str, *, emulator_host: str, push_endpoint: str | None = None,
-                    names: Names | None = None, tap: bool = False) -> Topology:
+                    names: Names | None = None, tap: bool = False, replay: bool = False) -> Topology:
     """Create measure's topics and subscriptions on the emulator; existing ones are kept (and an
-    existing push subscription is re-pointed at `push_endpoint`)."""
+    existing push subscription is re-pointed at `push_endpoint`). `replay` adds the replay
+    subscription (make run has it; tests ask for it, since it keeps a copy of every message)."""
     import requests
 
     from measure.dev import pubsub_admin as admin
@@ -412,4 +415,6 @@ def create_topology(project: str, *, emulator_host: str, push_endpoint: str | No
                       ack_deadline_seconds=PUSH_ACK_DEADLINE, push_endpoint=push_endpoint)
         if tap:
             subscribe(names.events_tap_subscription, names.events_topic)
+        if replay:
+            subscribe(names.events_replay_subscription, names.events_topic, retain_acked_messages=True)
     return topology

@@ -11,6 +11,8 @@ from __future__ import annotations
 from measure.gcp import googleapi
 from measure.gcp.subscriber import CALL_TIMEOUT
 
+RETENTION_S = 7 * 86400  # as terraform keeps measure-events' messages
+
 
 def create_topic(api: googleapi.Api, topic: str) -> bool:
     """Create `projects/P/topics/T`; False when it already existed."""
@@ -18,10 +20,14 @@ def create_topic(api: googleapi.Api, topic: str) -> bool:
 
 
 def create_subscription(api: googleapi.Api, subscription: str, topic: str, *, ack_deadline_seconds: int | None = None,
-                        push_endpoint: str | None = None) -> bool:
+                        push_endpoint: str | None = None, retain_acked_messages: bool = False) -> bool:
     """Create `projects/P/subscriptions/S` on `topic`; False when it already existed (then a push
-    subscription's endpoint is set to `push_endpoint`)."""
+    subscription's endpoint is set to `push_endpoint`). `retain_acked_messages` keeps what was
+    acknowledged for the retention period, so a seek to a time can deliver it again (replay)."""
     body: dict = {"topic": topic}
+    if retain_acked_messages:
+        body["retainAckedMessages"] = True
+        body["messageRetentionDuration"] = f"{RETENTION_S}s"
     if ack_deadline_seconds is not None:
         body["ackDeadlineSeconds"] = ack_deadline_seconds
     if push_endpoint:

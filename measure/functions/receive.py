@@ -13,8 +13,10 @@ because event ids are stable.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
@@ -37,6 +39,14 @@ RETRY_AFTER_S = 5
 JSON = {"Content-Type": "application/json"}
 
 Response = tuple[str, int, dict[str, str]]
+# Which instance answered, on the "accepted" line: Cloud Run's revision and this process (Cloud
+# Logging also labels each entry with the instance's own id; the dev stack has only this).
+INSTANCE = f"{os.environ.get('K_REVISION', 'local')}:{os.getpid()}"
+
+
+def user_key(user_id: str) -> str:
+    """A user's pseudonymous key on log lines: enough to find their events, not to read the id."""
+    return hashlib.sha256(user_id.encode()).hexdigest()[:16]
 
 
 def error_response(status: int, error: str, message: str, problems: Iterable[events.Problem] = (),
@@ -76,6 +86,7 @@ class Webhook:
 
     def handle(self, request: Request) -> Response:
         """One webhook call (a Flask request, as functions-framework hands it over)."""
+        received = self.clock()
         path = request.path.rstrip("/")
         dry_run = path == DEBUG_ROUTE
         if path not in _ROUTE_PATHS and not dry_run:
@@ -111,9 +122,12 @@ class Webhook:
                                    headers={"Retry-After": str(RETRY_AFTER_S)})
         ids = [e.event_id for e in accepted]
         # One line a request, not a line an event: a 1,000-event batch should not cost 1,000 log entries.
+        # Every id is on it (and a pseudonymous key of each user, same order), so `python -m measure
+        # status` finds any event's arrival: received (this request's start) and published (the line's time).
         logs.info("accepted", component="receive", events=len(ids), event_id=ids[0] if len(ids) == 1 else None,
                   event_name=accepted[0].event_name if len(ids) == 1 else None,
-                  event_ids=ids if 1 < len(ids) <= 20 else None)
+                  event_ids=ids if len(ids) > 1 else None, user_keys=[user_key(e.user_id) for e in accepted],
+                  instance=INSTANCE, received=round(received, 3))
         return json.dumps({"accepted": len(ids), "event_ids": ids}), 202, JSON
 
     def _debug(self, body: bytes, content_type: str | None) -> Response:

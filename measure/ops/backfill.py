@@ -703,7 +703,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dry-run", action="store_true", help="validate and count only; send nothing")
     parser.add_argument("--checkpoint", type=Path,
                         help="progress file (default FILE.checkpoint; none for stdin unless given)")
-    parser.add_argument("--rate", type=float, help="at most N events per second")
+    parser.add_argument("--rate", type=float,
+                        help="at most N events per second (default MEASURE_API_MAX_RPS, the deployment's ceiling "
+                             "on the Measurement API; unset: as fast as Pub/Sub confirms)")
     parser.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK, help="events per publish (%(default)s)")
     parser.add_argument("--in-flight", type=int, default=DEFAULT_IN_FLIGHT,
                         help="chunks awaiting confirmation at once (%(default)s)")
@@ -724,6 +726,7 @@ class Settings:
     max_age: int
     project: str | None
     topic: str
+    api_max_rps: float = 0.0  # MEASURE_API_MAX_RPS: the default --rate
 
 
 def settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
@@ -747,6 +750,7 @@ def settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
         max_age=args.max_age if args.max_age is not None else config.event_max_age,
         project=args.project or config.project,
         topic=args.topic or config.events_topic,
+        api_max_rps=config.api_max_rps,
     )
 
 
@@ -779,6 +783,9 @@ def main(argv: list[str] | None = None, *, env: Mapping[str, str] | None = None,
             if not path.is_file():
                 raise UsageError(f"{args.file}: no such file")
         checkpoint = args.checkpoint or (None if args.file == "-" else Path(f"{args.file}.checkpoint"))
+        # Publishing faster than the deployment may call the API only queues events up for send,
+        # which then defers what its share of the ceiling has no room for: pace at the ceiling instead.
+        rate = args.rate if args.rate is not None else (config.api_max_rps or None)
         if sink is None and not args.dry_run:
             if args.webhook:
                 try:
@@ -798,7 +805,7 @@ def main(argv: list[str] | None = None, *, env: Mapping[str, str] | None = None,
                 sink = PubSubSink(publisher, config.topic)
         summary = backfill(path, fmt, site_ids=config.site_ids, max_age=config.max_age, sink=sink,
                            checkpoint=checkpoint, chunk_size=args.chunk_size, in_flight=args.in_flight,
-                           rate=args.rate, dry_run=args.dry_run, skip_invalid=args.skip_invalid,
+                           rate=rate, dry_run=args.dry_run, skip_invalid=args.skip_invalid,
                            max_chunks=max_chunks, progress=not args.no_progress, err=err, source_name=name)
     except UsageError as error:
         err.write(f"backfill: {error}\n")

@@ -9,8 +9,10 @@
     dev           the whole pipeline on this machine (what `make run` runs)
     backfill      validate and publish a CSV / NDJSON file of events
     dead-letters  list, show, replay or purge what the dead-letter subscription holds
+    status        where is my event: received, published, each attempt with TUNE's log_id, dead letter
+    replay        re-deliver what measure-events held between two times (seek on the replay subscription)
 
-Commands that own a module (sandbox, dev, backfill, dead-letters) parse their own arguments;
+Commands that own a module (sandbox, dev, backfill, dead-letters, status, replay) parse their own arguments;
 everything is imported only when its command runs.
 """
 
@@ -27,6 +29,8 @@ DELEGATED = {
     "dev": ("measure.dev.devstack", "run the whole pipeline locally: emulator, functions, sandbox (make run)"),
     "backfill": ("measure.ops.backfill", "validate and publish a CSV or NDJSON file of events"),
     "dead-letters": ("measure.ops.deadletters", "list, show, replay or purge dead letters"),
+    "status": ("measure.ops.status", "where is my event: its timeline from the logs (received, attempts, log_id)"),
+    "replay": ("measure.ops.replay", "re-deliver what measure-events held in a time window (Pub/Sub seek)"),
 }
 
 

@@ -344,10 +344,18 @@ class ReplayResult:
 
 
 def replay(hold: Hold, publisher, topic: str, selection: Selection, now: float | None = None,
-           chunk: int = REPLAY_CHUNK) -> ReplayResult:
-    """Republish the selected events to `topic`; ack each dead letter only after its replay is confirmed."""
+           chunk: int = REPLAY_CHUNK, rate: float | None = None) -> ReplayResult:
+    """Republish the selected events to `topic`; ack each dead letter only after its replay is confirmed.
+
+    `rate` (events a second) paces the republishing: a chunk of at most one second's worth at a time."""
     from measure.gcp.googleapi import ApiError
     from measure.gcp.publisher import PublishError
+    from measure.pipeline.ratelimit import RateLimit
+
+    pace = None
+    if rate:
+        chunk = min(chunk, max(1, int(rate)))
+        pace = RateLimit(rate, burst=chunk)
 
     now = time.time() if now is None else now
     result = ReplayResult()
@@ -367,6 +375,8 @@ def replay(hold: Hold, publisher, topic: str, selection: Selection, now: float |
                 ready.append((letter, event))
         for start in range(0, len(ready), chunk):
             batch = ready[start:start + chunk]
+            if pace:
+                pace.acquire(tokens=len(batch))
             try:
                 publisher.publish(topic, [event_message(event) for _, event in batch])
             except PublishError as error:
@@ -448,6 +458,8 @@ def build_parser() -> argparse.ArgumentParser:
     again = commands.add_parser("replay", parents=[common, filters, choose],
                                 help="republish the chosen events to the events topic, then remove them")
     again.add_argument("--topic", help="events topic (default MEASURE_EVENTS_TOPIC or measure-events)")
+    again.add_argument("--rate", type=float, metavar="N",
+                       help="republish at most N events a second (default MEASURE_API_MAX_RPS; unset: at once)")
     remove = commands.add_parser("purge", parents=[common, filters, choose], help="delete the chosen dead letters")
     remove.add_argument("--yes", action="store_true", help="really delete them")
     return parser
@@ -543,7 +555,11 @@ def _run(args, hold: Hold, selection: Selection, project: str, env, out: IO[str]
         from measure.gcp.publisher import Publisher
 
         publisher = Publisher(project)
-    result = replay(hold, publisher, topic, selection, now)
+    rate = args.rate if args.rate is not None else _ceiling(env)
+    if rate is not None and not rate > 0:
+        err.write("dead-letters replay: --rate must be a number of events a second above 0\n")
+        return USAGE
+    result = replay(hold, publisher, topic, selection, now, rate=rate)
     out.write(f"replayed {len(result.replayed)} of {result.selected} selected ({result.held} held) to {topic}.\n")
     for letter, why in result.unreplayable:
         out.write(f"  left in the hold, cannot be replayed: message {letter.message_id}: {scrub(why)}\n")
@@ -558,3 +574,13 @@ def _run(args, hold: Hold, selection: Selection, project: str, env, out: IO[str]
                   f"{result.error}\n")
         return REPLAY_FAILED
     return OK
+
+
+def _ceiling(env: Mapping[str, str]) -> float | None:
+    """MEASURE_API_MAX_RPS, the deployment's ceiling on the Measurement API (None: unset or 0).
+    Replaying faster only queues events up for send, which defers what its share has no room for."""
+    raw = env.get("MEASURE_API_MAX_RPS", "").strip()
+    try:
+        return float(raw) or None if raw else None
+    except ValueError:
+        return None  # send refuses to start with it; replaying unpaced is still safe

@@ -29,6 +29,7 @@ from measure.pipeline import retry
 from measure.pipeline.breaker import CircuitBreaker
 from measure.pipeline.concurrency import ConcurrencyLimit
 from measure.pipeline.message import Envelope, dead_letter_message, retry_message
+from measure.pipeline.ratelimit import RateLimit
 from measure.tune import params as tune_params
 from measure.tune.client import MeasurementClient
 from measure.tune.outcome import Kind, Outcome
@@ -49,6 +50,7 @@ _DONE = {Kind.DELIVERED: Result.DELIVERED, Kind.DUPLICATE: Result.DUPLICATE}
 
 # Why an event was not attempted (its log line, its retry state, a sweep that stopped at it).
 CIRCUIT_OPEN = "circuit open: the Measurement API keeps failing"
+RATE_CEILING = "rate ceiling: MEASURE_API_MAX_RPS leaves no room in time"
 
 @dataclass(frozen=True)
 class Handled:
@@ -66,6 +68,7 @@ class Delivery:
         clock: Callable[[], float] = time.time,
         schedule: tuple[float, ...] | None = None,
         limit: ConcurrencyLimit | None = None,
+        rate: RateLimit | None = None,
     ):
         self.config = config
         self.client = client
@@ -74,6 +77,8 @@ class Delivery:
         self.limit = limit or ConcurrencyLimit()
         self.clock = clock
         self.schedule = schedule or config.retry_schedule
+        # This instance's share of MEASURE_API_MAX_RPS (None: no ceiling): every attempt passes here.
+        self.rate = rate or RateLimit.share(config.api_max_rps, config.api_senders)
 
     def attempt(self, envelope: Envelope, component: str, wait: float | None = None) -> Handled:
         """One attempt, if the breaker and the concurrency limit let it out; `wait` bounds the
@@ -85,6 +90,9 @@ class Delivery:
             return self.dead_letter("rejected", reason, component, envelope=envelope)
         if not self.breaker.ready():  # asked first, so an open circuit costs no wait for a slot
             return self._defer(envelope, component, CIRCUIT_OPEN, self.breaker.seconds_until_ready())
+        # Waited for before a concurrency slot is taken, so a paced attempt holds no slot meanwhile.
+        if self.rate and not self.rate.acquire(self.config.api_timeout if wait is None else wait):
+            return self._defer(envelope, component, RATE_CEILING, self.schedule[0])
         if not self.limit.acquire(self.config.api_timeout if wait is None else wait):
             return self._defer(envelope, component, "concurrency limit: the Measurement API is slow to answer",
                                self.schedule[0])
@@ -104,6 +112,9 @@ class Delivery:
             return self.dead_letter("rejected", outcome.reason, component, envelope=envelope, outcome=outcome)
         next_state = retry.after_failure(state, outcome.reason, self.clock(), self.schedule, outcome.retry_after)
         self.publisher.publish_one(self.config.retry_topic, retry_message(event, next_state))
+        # When the next attempt is due: what `python -m measure status` shows (failures only, so rare).
+        logs.info("retry due", component=component, event_id=event.event_id, attempt=next_state.attempt,
+                  retry_due=round(next_state.next_due, 3))
         return Handled(Result.RETRIED, outcome)
 
     def _defer(self, envelope: Envelope, component: str, reason: str, delay: float) -> Handled:
@@ -111,7 +122,7 @@ class Delivery:
         next_state = retry.deferred(envelope.retry, reason, self.clock(), delay)
         self.publisher.publish_one(self.config.retry_topic, retry_message(envelope.event, next_state))
         logs.info(f"deferred: {reason.partition(':')[0]}", component=component, event_id=envelope.event.event_id,
-                  outcome="deferred")
+                  outcome="deferred", retry_due=round(next_state.next_due, 3))
         return Handled(Result.DEFERRED)
 
     def dead_letter(self, kind: str, reason: str, component: str, *, envelope: Envelope | None = None,

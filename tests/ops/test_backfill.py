@@ -239,6 +239,16 @@ def test_rate_limit_paces_the_chunks(env, tmp_path):
     assert len(published_ids(env, 300)) == 300
 
 
+def test_the_deployments_ceiling_is_the_default_rate(env, tmp_path, monkeypatch):
+    monkeypatch.setenv("MEASURE_API_MAX_RPS", "50")
+    path = write_csv(tmp_path / "events.csv", [good(i) for i in range(300)])
+    started = time.monotonic()
+    status, _, err = run([str(path), "--chunk-size", "100"])
+    assert status == 0, err
+    assert time.monotonic() - started >= 4.0  # chunks start at 0, 2 and 4 s
+    assert len(published_ids(env, 300)) == 300
+
+
 def test_a_checkpoint_of_another_file_is_refused(env, tmp_path):
     path = write_csv(tmp_path / "events.csv", [good(i) for i in range(3)])
     other = write_csv(tmp_path / "other.csv", [good(i) for i in range(4)])

@@ -180,3 +180,18 @@ def test_parse_duration_and_masking():
         deadletters.parse_duration("3 days")
     assert deadletters.scrub("from 81.2.69.142 and 2001:4860:4860::8888 at 12:30:45, v1.2.3") == (
         "from 81.2.69.0/24 and 2001:4860:4860::/48 at 12:30:45, v1.2.3")
+
+
+def test_replay_is_paced_at_the_deployments_ceiling(topology):
+    now = time.time()
+    for n in range(30):
+        data, attributes = dead_letter_message("rejected", "Invalid site_id", now, event=event(n), attempts=1)
+        topology.publish(topology.names.dead_letter_topic, data, **attributes)
+    started = time.monotonic()
+    # 10 a second, a second's worth a publish: 10 at once, 10 a second later, 10 a second after that.
+    status, out, err = run(topology, "replay", "--all", env={**topology.env(), "MEASURE_API_MAX_RPS": "10"})
+    assert status == 0, err
+    assert "replayed 30 of 30" in out
+    assert time.monotonic() - started >= 2.0
+    assert len(replayed(topology, 30)) == 30
+    assert run(topology, "replay", "--all", "--rate", "0")[0] == deadletters.USAGE

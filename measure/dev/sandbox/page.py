@@ -6,6 +6,7 @@ import html
 import ipaddress
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from measure.dev.sandbox.base import OUTCOME_ACCEPTED, OUTCOME_REJECTED, SandboxError
 
@@ -69,7 +70,7 @@ def render_page(sandbox: Sandbox, rows: int = PAGE_ROWS) -> str:
         parts.append(
             "<tr>"
             f"<td>{e(entry['time'][11:23])}</td><td>{e(entry['action'] or '')}</td><td>{e(entry['event'] or '')}</td>"
-            f"<td><code>{e(entry['transaction_id'] or '')}</code></td>"
+            f"<td>{_timeline_link(entry['transaction_id'])}</td>"
             f"<td class='{outcome}'>{e(label)}{reasons}</td><td><code>{e(entry['log_id'] or '')}</code></td>"
             f"<td>{e(mask_ip(entry['device_ip']))}</td><td>{e(entry['signature'])}</td>"
             f"<td>{_render_resolution(entry['resolution'])}</td></tr>"
@@ -79,6 +80,17 @@ def render_page(sandbox: Sandbox, rows: int = PAGE_ROWS) -> str:
         parts.append(f"<p class='muted'>No requests yet. POST signed requests to {e(_safe_url(sandbox))}.</p>")
     parts.append("</body></html>")
     return "".join(parts)
+
+
+def _timeline_link(transaction_id: str | None) -> str:
+    """The id, linked to every request the sandbox saw for it, and the command that shows the
+    event's whole timeline in the pipeline (python -m measure status, measure/ops/status.py)."""
+    if not transaction_id:
+        return ""
+    e = html.escape
+    query = urlencode({"transaction_id": transaction_id})
+    return (f"<a href='/_sandbox/requests?{e(query)}'><code>{e(transaction_id)}</code></a>"
+            f"<div class='muted'><code>python -m measure status {e(transaction_id)}</code></div>")
 
 
 def _render_resolution(resolution: Mapping[str, Any] | None) -> str:

@@ -30,3 +30,14 @@ def test_mask_ip():
     assert mask_ip("2001:db8:1:2::7") == "2001:db8:1::/48"
     assert mask_ip("not an ip") == "(invalid)"
     assert mask_ip(None) == ""
+
+
+def test_html_page_links_each_request_to_its_timeline(sandbox, session):
+    params = event()
+    post(session, sandbox, params)
+    text = session.get(f"{sandbox.url}/_sandbox", timeout=5).text
+    tid = params["transaction_id"]
+    assert f"href='/_sandbox/requests?transaction_id={tid}'" in text
+    assert f"python -m measure status {tid}" in text
+    (seen,) = session.get(f"{sandbox.url}/_sandbox/requests?transaction_id={tid}", timeout=5).json()
+    assert seen["transaction_id"] == tid
