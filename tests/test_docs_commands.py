@@ -12,7 +12,7 @@ import re
 import pytest
 
 from benchmarks import cost
-from tests.test_terraform import ROOT, TF, blocks
+from tests.test_terraform import MODULE, ROOT, TF, blocks
 
 DOCS = {name: (ROOT / name).read_text(encoding="utf-8") for name in ("README.md", "docs/deploy.md")}
 
@@ -24,7 +24,7 @@ def _value(body: str) -> str:
 
 
 def _local_definition(name: str) -> str:
-    for text in (p.read_text(encoding="utf-8") for p in TF.glob("*.tf")):
+    for text in (p.read_text(encoding="utf-8") for p in MODULE.glob("*.tf")):
         for block in re.findall(r"^locals \{\n(.*?)^\}", text, re.M | re.S):
             match = re.search(rf"^  {name}\s+=\s+(.+)$", block, re.M)
             if match:
@@ -158,6 +158,13 @@ ROLE_FOR = {
     "google_secret_manager_secret_iam_member": "Secret Manager Admin",
     "google_storage_bucket": "Storage Admin",
     "google_storage_bucket_object": "Storage Admin",
+    "google_storage_bucket_iam_member": "Storage Admin",
+    "google_project_service_identity": "Service Usage Admin",
+    "google_compute_network": "Compute Network Admin",
+    "google_compute_address": "Compute Network Admin",
+    "google_compute_router": "Compute Network Admin",
+    "google_compute_router_nat": "Compute Network Admin",
+    "google_vpc_access_connector": "Serverless VPC Access Admin",
     "google_artifact_registry_repository": "Artifact Registry Admin",
     "google_artifact_registry_repository_iam_member": "Artifact Registry Admin",
     "google_cloudfunctions2_function": "Cloud Functions Admin",
@@ -167,7 +174,7 @@ ROLE_FOR = {
     "google_logging_project_exclusion": "Logging Admin",
     "google_monitoring_alert_policy": "Monitoring Editor",
     "google_monitoring_dashboard": "Monitoring Editor",
-    "terraform_data": None,  # runs on the applying machine
+    "time_sleep": None,  # waits on the applying machine, calls no API
 }
 
 

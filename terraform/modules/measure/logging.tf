@@ -26,9 +26,9 @@ resource "google_logging_project_exclusion" "routine" {
   count = var.ingest_routine_logs ? 0 : 1
 
   project     = var.project_id
-  name        = "measure-routine"
-  description = "measure: request logs below 400 and INFO lines of accepted events and successful deliveries (counted by the log-based metrics, not stored). Set ingest_routine_logs = true to keep them."
+  name        = "${local.prefix}-routine"
+  description = "${local.prefix}: request logs below 400 and INFO lines of accepted events and successful deliveries (counted by the log-based metrics, not stored). Set ingest_routine_logs = true to keep them."
   filter      = local.routine_log_filter
 
-  depends_on = [terraform_data.apis_ready]
+  depends_on = [time_sleep.apis_ready]
 }
