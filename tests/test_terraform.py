@@ -138,7 +138,7 @@ def test_the_root_passes_every_module_variable_through_unchanged():
         assert "validation {" not in body, f"{name} is validated in the module, once"
     for name, body in module_vars.items():
         if re.search(r"^  default\s+=", body, re.M):
-            assert re.search(r"^  nullable\s+= false$", body, re.M), f"module variable {name}: null must mean its default"
+            assert re.search(r"^  nullable\s+= false$", body, re.M), f"module variable {name}: null must be its default"
 
 
 def test_the_root_has_the_modules_outputs():
