@@ -93,7 +93,7 @@ resource "google_cloudfunctions2_function" "this" {
     ingress_settings                 = each.value.ingress
     available_memory                 = var.memory
     available_cpu                    = var.cpu
-    min_instance_count               = each.key == "receive" ? var.receive_min_instances : 0
+    min_instance_count               = each.key == "receive" ? var.receive_min_instances : null
     max_instance_count               = var.max_instances[each.key]
     max_instance_request_concurrency = var.concurrency[each.key]
     timeout_seconds                  = var.timeout_seconds[each.key]
