@@ -16,6 +16,7 @@ locals {
 }
 
 resource "google_compute_network" "egress" {
+  # checkov:skip=CKV2_GCP_18: nothing listens in this network: it carries the connector's outbound traffic to Cloud NAT only, and a custom network's implied deny-all-ingress rule is its firewall (the connector adds its own health-check rules).
   count = var.static_egress_ip ? 1 : 0
 
   project                 = var.project_id
