@@ -75,7 +75,7 @@ tf-check: $(CHECKOV) | prereqs
 	      && terraform -chdir=$$dir validate && terraform -chdir=$$dir test ) || exit 1; \
 	  done; \
 	else \
-	  echo "terraform: no registry access ($$(grep -m1 -o 'Error: .*' .run/tf-init.log)); checking offline"; \
+	  echo "terraform: checking offline ($$(grep -m1 -o 'Error: .*' .run/tf-init.log 2>/dev/null || echo TF_MODE=offline))"; \
 	  if [ -z "$(TF_VALIDATE)" ]; then \
 	    echo "tf-check: terraform/ cannot be validated: no registry access for its providers and no offline" \
 	      "validator; connect to registry.terraform.io, or set TF_VALIDATE=/path/to/tf-validate" >&2; exit 1; \
