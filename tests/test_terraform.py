@@ -634,3 +634,19 @@ def test_every_variable_validation_has_a_terraform_test_that_trips_it():
     for name, body in blocks("variable").items():
         count = body.count("validation {")
         assert len(re.findall(rf"expect_failures = \[var\.{name}\]", tests)) >= count, name
+
+
+def test_make_tf_check_validates_and_tests_every_configuration_with_tests():
+    """Each directory with terraform test files (the root and the module) is in the Makefile's
+    TF_DIRS, which tf-check validates and tests online and offline alike."""
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    match = re.search(r"^TF_DIRS = (.+)$", makefile, re.M)
+    assert match, "Makefile: TF_DIRS not found"
+    listed = set(match.group(1).split())
+    with_tests = {p.parent.parent.relative_to(ROOT).as_posix() for p in TF.rglob("tests/*.tftest.hcl")
+                  if ".terraform" not in p.parts}
+    assert with_tests == {"terraform", "terraform/modules/measure"}
+    assert with_tests <= listed
+    recipe = makefile.split("\ntf-check:", 1)[1].split("\n\n", 1)[0]
+    assert recipe.count("for dir in $(TF_DIRS)") == 2  # once online, once offline
+    assert 'terraform -chdir=$$dir test' in recipe and '"$(TF_OFFLINE)" $$dir test' in recipe
