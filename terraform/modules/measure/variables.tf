@@ -420,7 +420,7 @@ variable "egress_connector_cidr" {
   nullable    = false
 
   validation {
-    condition     = can(cidrhost(var.egress_connector_cidr, 0)) && endswith(var.egress_connector_cidr, "/28")
+    condition     = can(regex("^[0-9]+(\\.[0-9]+){3}/28$", var.egress_connector_cidr)) && can(cidrhost(var.egress_connector_cidr, 0))
     error_message = "egress_connector_cidr must be an IPv4 /28 range such as 10.8.0.0/28 (a VPC Access connector takes exactly a /28)."
   }
 }
