@@ -22,7 +22,9 @@ PYTEST_ARGS ?=
 TF_VALIDATE ?= $(wildcard ../shared/tools/tf-validate/tf-validate)
 TF_OFFLINE ?= $(if $(TF_VALIDATE),$(dir $(TF_VALIDATE))tf-offline)
 TF_MODE ?= auto
-TF_TESTS = $(wildcard terraform/tests/*.tftest.hcl)
+# The root users apply (terraform/) and the module it calls (terraform/modules/measure), each with
+# its own terraform test files beside it.
+TF_DIRS = terraform terraform/modules/measure
 # Shell: sets $mode to online when `terraform init` could install the providers, else offline.
 TF_PROBE = mkdir -p .run; mode=$(TF_MODE); \
 	if [ "$$mode" != offline ]; then \
@@ -70,18 +72,21 @@ tf-check: $(CHECKOV) | prereqs
 	@$(TF_PROBE); \
 	if [ "$$mode" = online ]; then \
 	  echo "terraform: the registry answered; checking with the real providers"; \
-	  set -x; terraform -chdir=terraform validate || exit 1; \
-	  $(if $(TF_TESTS),terraform -chdir=terraform test || exit 1,: "no terraform/tests/*.tftest.hcl yet"); \
+	  for dir in $(TF_DIRS); do \
+	    ( set -x; TF_IN_AUTOMATION=1 terraform -chdir=$$dir init -backend=false -input=false -no-color >/dev/null \
+	      && terraform -chdir=$$dir validate && terraform -chdir=$$dir test ) || exit 1; \
+	  done; \
 	else \
-	  echo "terraform: no registry access ($$(grep -m1 -o 'Error: .*' .run/tf-init.log)); checking offline"; \
+	  echo "terraform: checking offline ($$(grep -m1 -o 'Error: .*' .run/tf-init.log 2>/dev/null || echo TF_MODE=offline))"; \
 	  if [ -z "$(TF_VALIDATE)" ]; then \
 	    echo "tf-check: terraform/ cannot be validated: no registry access for its providers and no offline" \
 	      "validator; connect to registry.terraform.io, or set TF_VALIDATE=/path/to/tf-validate" >&2; exit 1; \
 	  fi; \
-	  for tool in "$(TF_VALIDATE)" $(if $(TF_TESTS),"$(TF_OFFLINE)"); do [ -x "$$tool" ] || { \
+	  for tool in "$(TF_VALIDATE)" "$(TF_OFFLINE)"; do [ -x "$$tool" ] || { \
 	    echo "tf-check: $$tool is not an executable file (TF_VALIDATE=$(TF_VALIDATE))" >&2; exit 1; }; done; \
-	  set -x; "$(TF_VALIDATE)" terraform || exit 1; \
-	  $(if $(TF_TESTS),"$(TF_OFFLINE)" terraform test || exit 1,: "no terraform/tests/*.tftest.hcl yet"); \
+	  for dir in $(TF_DIRS); do \
+	    ( set -x; "$(TF_VALIDATE)" $$dir && "$(TF_OFFLINE)" $$dir test ) || exit 1; \
+	  done; \
 	fi
 	$(CHECKOV) -d terraform --framework terraform --quiet --compact --skip-download
 

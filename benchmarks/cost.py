@@ -3,7 +3,7 @@
     python -m benchmarks.cost [benchmarks/figures.json]
 
 `python -m benchmarks` writes benchmarks/figures.json (the measured per-event times); this turns
-them into billable quantities with the deployed settings (terraform/variables.tf defaults: 1 vCPU
+them into billable quantities with the deployed settings (terraform/modules/measure/variables.tf defaults: 1 vCPU
 and 256 MB per instance, concurrency receive 16 / send 64 / sweep 1, Scheduler every 5 minutes,
 secrets cached 300 s, routine logs excluded, receive scaled to zero) and the prices below, and
 prints the table and the totals against the targets that docs/cost.md quotes.
@@ -40,7 +40,7 @@ FREE = {"vcpu_s": 180_000, "gib_s": 360_000, "requests": 2_000_000, "pubsub_gib"
 # What the cost targets of issue 16 allow (USD, no free tier applied).
 TARGETS = {"busy": 1.50, "sparse": 6.00, "idle": 0.50}
 
-# Deployed settings: the defaults in terraform/variables.tf.
+# Deployed settings: the defaults in terraform/modules/measure/variables.tf.
 VCPU = 1.0               # cpu = "1"
 MEMORY_GIB = 256 / 1024  # memory = "256M", billed as 0.25 GiB here (256 MB = 0.238 GiB; the larger is the safe side)
 SEND_CONCURRENCY = 64    # concurrency.send (also send's THREADS)

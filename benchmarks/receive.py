@@ -38,7 +38,7 @@ from benchmarks.common import (
     write_lines,
 )
 
-THREADS = 16  # terraform/variables.tf: concurrency.receive
+THREADS = 16  # terraform/modules/measure/variables.tf: concurrency.receive
 BATCH = 500
 # A batch keeps the one CPU busy for a while: 4 in flight saturate it, and each finishes well
 # inside a repeat (16 would make every request wait for 15 others and few would finish in time).

@@ -42,7 +42,7 @@ from benchmarks.common import (
 
 LATENCY_MS = 50
 WORKERS = 64
-DEPLOYED = 8  # for comparison: a low concurrency (deployed, terraform/variables.tf: 64, as WORKERS)
+DEPLOYED = 8  # for comparison: a low concurrency (deployed, terraform/modules/measure/variables.tf: 64, as WORKERS)
 
 
 def drive(ctx: Context, env: dict[str, str], workers: int, events: int) -> dict:

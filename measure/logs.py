@@ -2,7 +2,7 @@
 
 Cloud Run (which runs gen2 functions) turns each JSON line into a log entry: `severity` and
 `message` become the entry's own, `logging.googleapis.com/trace` correlates it with the request,
-and every other key lands in jsonPayload, where the log-based metrics in terraform/monitoring.tf
+and every other key lands in jsonPayload, where the log-based metrics in terraform/modules/measure/monitoring.tf
 read `component`, `outcome`, `latency_ms` and `event_age_s`.
 
 Nothing secret may reach a line: fields that carry an IP address are masked here, whatever the

@@ -12,7 +12,7 @@ import re
 import pytest
 
 from benchmarks import cost
-from tests.test_terraform import ROOT, TF, blocks
+from tests.test_terraform import MODULE, ROOT, TF, blocks
 
 DOCS = {name: (ROOT / name).read_text(encoding="utf-8") for name in ("README.md", "docs/deploy.md")}
 
@@ -24,7 +24,7 @@ def _value(body: str) -> str:
 
 
 def _local_definition(name: str) -> str:
-    for text in (p.read_text(encoding="utf-8") for p in TF.glob("*.tf")):
+    for text in (p.read_text(encoding="utf-8") for p in MODULE.glob("*.tf")):
         for block in re.findall(r"^locals \{\n(.*?)^\}", text, re.M | re.S):
             match = re.search(rf"^  {name}\s+=\s+(.+)$", block, re.M)
             if match:
@@ -95,11 +95,16 @@ def test_every_variable_the_docs_set_is_declared(doc, name):
 
 def test_state_addresses_and_metrics_in_the_docs_exist():
     resources = set(blocks("resource"))
-    metrics = set(re.findall(r'^  name\s+= "([a-z_]+)"', "\n".join(
-        body for name, body in blocks("resource").items() if name.startswith("google_logging_metric.")), re.M))
+    # Log-based metric names are <prefix>_<kind> (terraform/modules/measure/main.tf); the docs use
+    # the default prefix, measure.
+    names = (MODULE / "main.tf").read_text(encoding="utf-8")
+    kinds = re.search(r"^  metric_names = \{\n    for k in \[([^\]]+)\]", names, re.M)
+    assert kinds, "main.tf: local.metric_names not found"
+    metrics = {f"measure_{k}" for k in re.findall(r'"([a-z_]+)"', kinds.group(1))}
     for doc, text in DOCS.items():
         for address in re.findall(r"terraform state rm ([a-z0-9_.]+)", text):
-            assert address in resources, f"{doc}: `terraform state rm {address}`: no such resource"
+            assert address.removeprefix("module.measure.") in resources, \
+                f"{doc}: `terraform state rm {address}`: no such resource"
         for metric in re.findall(r"logging\.googleapis\.com/user/([a-z_]+)", text):
             assert metric in metrics, f"{doc}: no log-based metric {metric} (monitoring.tf has {sorted(metrics)})"
 
@@ -158,6 +163,13 @@ ROLE_FOR = {
     "google_secret_manager_secret_iam_member": "Secret Manager Admin",
     "google_storage_bucket": "Storage Admin",
     "google_storage_bucket_object": "Storage Admin",
+    "google_storage_bucket_iam_member": "Storage Admin",
+    "google_project_service_identity": "Service Usage Admin",
+    "google_compute_network": "Compute Network Admin",
+    "google_compute_address": "Compute Network Admin",
+    "google_compute_router": "Compute Network Admin",
+    "google_compute_router_nat": "Compute Network Admin",
+    "google_vpc_access_connector": "Serverless VPC Access Admin",
     "google_artifact_registry_repository": "Artifact Registry Admin",
     "google_artifact_registry_repository_iam_member": "Artifact Registry Admin",
     "google_cloudfunctions2_function": "Cloud Functions Admin",
@@ -167,7 +179,7 @@ ROLE_FOR = {
     "google_logging_project_exclusion": "Logging Admin",
     "google_monitoring_alert_policy": "Monitoring Editor",
     "google_monitoring_dashboard": "Monitoring Editor",
-    "terraform_data": None,  # runs on the applying machine
+    "time_sleep": None,  # waits on the applying machine, calls no API
 }
 
 

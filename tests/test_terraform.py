@@ -1,8 +1,11 @@
 """The Terraform module's promises, checked without the Google provider (it cannot be downloaded here).
 
-`make tf-check` runs fmt, the offline `terraform validate` and checkov. These tests cover what
-those cannot: what goes into the deployed archive, that keys never pass through Terraform, that
-the local-development secret overrides never reach a function, and that every knob is described.
+The module is terraform/modules/measure (everything a deployment creates); terraform/ is the root a
+user applies, which configures the providers and calls the module once. `make tf-check` runs fmt,
+`terraform validate` and `terraform test` on both, and checkov. These tests cover what those cannot:
+what goes into the deployed archive, that keys never pass through Terraform, that the
+local-development secret overrides never reach a function, that every knob is described, and that
+the root passes every one of them through.
 The text checks read the .tf files as `terraform fmt` leaves them (top-level blocks open and close
 at column 0). The few checks that evaluate HCL run `terraform` on a scratch copy of one block that
 needs no provider; they are skipped when terraform is not installed.
@@ -22,6 +25,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 TF = ROOT / "terraform"
+MODULE = TF / "modules" / "measure"
 TERRAFORM = shutil.which("terraform")
 needs_terraform = pytest.mark.skipif(TERRAFORM is None, reason="terraform is not on PATH")
 
@@ -30,8 +34,8 @@ FORBIDDEN_ENV = ("MEASURE_CONSUMER_KEY", "MEASURE_PRIVATE_KEY", "MEASURE_WEBHOOK
 FORBIDDEN_ENV_RE = re.compile(r"\bMEASURE_(CONSUMER_KEY|PRIVATE_KEY|WEBHOOK_TOKENS)\b(?!_SECRET)")
 
 
-def tf_files() -> dict[str, str]:
-    return {p.name: p.read_text(encoding="utf-8") for p in sorted(TF.glob("*.tf"))}
+def tf_files(directory: Path = MODULE) -> dict[str, str]:
+    return {p.name: p.read_text(encoding="utf-8") for p in sorted(directory.glob("*.tf"))}
 
 
 def all_tf() -> str:
@@ -54,8 +58,12 @@ def strip_comments(text: str) -> str:
     return "\n".join(out)
 
 
+def root_tf() -> str:
+    return "\n".join(tf_files(TF).values())
+
+
 def blocks(kind: str, text: str | None = None) -> dict[str, str]:
-    """Top-level labelled blocks of one kind: {'name' or 'type.name': body}."""
+    """Top-level labelled blocks of one kind, of the module unless `text` is given: {'name' or 'type.name': body}."""
     text = all_tf() if text is None else text
     pattern = re.compile(rf'^{kind}((?: "[^"]+")+) \{{\n(.*?)^\}}', re.M | re.S)
     return {".".join(re.findall(r'"([^"]+)"', m.group(1))): m.group(2) for m in pattern.finditer(text)}
@@ -106,8 +114,59 @@ def test_required_variables_are_only_the_three_that_have_no_sensible_default():
     assert required == {"project_id", "advertiser_id", "site_ids"}
 
 
+def _description(body: str) -> str:
+    match = re.search(r'^  description = (".*")$', body, re.M)
+    assert match, body
+    return match.group(1)
+
+
+def test_the_root_passes_every_module_variable_through_unchanged():
+    """terraform/variables.tf declares each module variable (bar source_dir, which the root sets
+    itself) with the same description and no default of its own; main.tf passes each one on."""
+    module_vars = blocks("variable")
+    root_vars = blocks("variable", root_tf())
+    assert set(root_vars) == set(module_vars) - {"source_dir"}
+    call = blocks("module", root_tf())["measure"]
+    assert 'source = "./modules/measure"' in call
+    assert 'source_dir = "${path.module}/.."' in call
+    for name, body in root_vars.items():
+        assert _description(body) == _description(module_vars[name]), f"variable {name}: descriptions differ"
+        assert re.search(rf"^  {name}\s+= var\.{name}$", call, re.M), f"terraform/main.tf does not pass {name}"
+        default = re.search(r"^  default\s+=\s+(.+)$", body, re.M)
+        assert (default is None) == (name in {"project_id", "advertiser_id", "site_ids"}), name
+        assert default is None or default.group(1) == "null", f"terraform/variables.tf: {name} has a default of its own"
+        assert "validation {" not in body, f"{name} is validated in the module, once"
+    for name, body in module_vars.items():
+        if re.search(r"^  default\s+=", body, re.M):
+            assert re.search(r"^  nullable\s+= false$", body, re.M), f"module variable {name}: null must be its default"
+
+
+def test_the_root_has_the_modules_outputs():
+    module_outputs = blocks("output")
+    root_outputs = blocks("output", root_tf())
+    assert set(root_outputs) == set(module_outputs)
+    for name, body in root_outputs.items():
+        assert f"value       = module.measure.{name}" in body
+        assert _description(body) == _description(module_outputs[name]), f"output {name}: descriptions differ"
+
+
+def test_the_module_has_no_provider_block_and_no_shell():
+    module = strip_comments(all_tf())
+    assert not re.search(r'^provider "', module, re.M), "a module with a provider block cannot be called with for_each"
+    everything = strip_comments(root_tf() + module + "\n".join(
+        p.read_text(encoding="utf-8") for p in TF.rglob("*.tf*") if ".terraform" not in p.parts))
+    assert "provisioner" not in everything and "local-exec" not in everything
+    assert 'data "google_project"' not in everything, "a plan-time project lookup needs Cloud Resource Manager first"
+    assert 'data "google_client_config"' not in everything
+
+
+def test_required_versions_cover_what_the_tests_use():
+    for directory in (TF, MODULE):
+        assert 'required_version = ">= 1.9"' in tf_files(directory)["versions.tf"], directory
+
+
 def test_example_tfvars_sets_only_declared_variables():
-    declared = set(blocks("variable"))
+    declared = set(blocks("variable", root_tf()))
     example = (TF / "terraform.tfvars.example").read_text(encoding="utf-8")
     used = set(re.findall(r"^#?\s*([a-z_]+)\s+=", example, re.M))
     assert used, "terraform.tfvars.example sets nothing"
@@ -125,9 +184,12 @@ def test_no_secret_version_is_managed_or_read_by_terraform():
 
 
 def test_secret_containers_match_the_contract_and_commands_read_stdin():
-    code = all_tf()
-    for secret_id in ("measure-consumer-key", "measure-private-key", "measure-webhook-tokens"):
-        assert f'"{secret_id}"' in code
+    names = locals_of("main.tf")
+    for key, suffix in (("consumer_key", "consumer-key"), ("private_key", "private-key"),
+                        ("webhook_tokens", "webhook-tokens")):
+        assert re.search(rf'^    {key}\s+= "\$\{{local\.prefix\}}-{suffix}"$', names, re.M), key
+    # ... with the prefix measure/config.py's defaults start with (measure-consumer-key, ...).
+    assert re.search(r'^  default     = "measure"$', blocks("variable")["name_prefix"], re.M)
     commands = blocks("output")["add_secret_version_commands"]
     assert "gcloud secrets versions add ${s.secret_id}" in commands
     assert "--data-file=-" in commands
@@ -144,14 +206,19 @@ def test_local_secret_overrides_are_never_function_environment():
 
 
 def test_every_function_refuses_the_local_overrides():
-    functions = blocks("resource")
-    for fn in ("receive", "send", "sweep"):
-        body = functions[f"google_cloudfunctions2_function.{fn}"]
-        assert "condition     = local.environment_is_clean" in body, f"{fn} lacks the environment precondition"
-        # The checked environment, plus only functions-framework's THREADS.
-        assert (f"environment_variables            = merge(local.environment, "
-                f"{{ THREADS = tostring(var.concurrency.{fn}) }})") in body
-    locals_text = locals_of("functions.tf")
+    functions = {name for name in blocks("resource") if name.startswith("google_cloudfunctions2_function.")}
+    assert functions == {"google_cloudfunctions2_function.this"}, "one block for the three functions"
+    body = blocks("resource")["google_cloudfunctions2_function.this"]
+    assert "for_each = local.functions" in body
+    assert "condition     = local.environment_is_clean" in body
+    # The checked environment, the function's own (the sender settings), and functions-framework's THREADS.
+    assert ("environment_variables            = merge(local.environment, each.value.environment, "
+            "{ THREADS = tostring(var.concurrency[each.key]) })") in body
+    functions_locals = locals_of("functions.tf")
+    assert set(re.findall(r"^    (\w+) = \{$", functions_locals, re.M)) >= {"receive", "send", "sweep"}
+    assert set(re.findall(r"environment = (\{\}|local\.sender_environment)", functions_locals)) == {
+        "{}", "local.sender_environment"}
+    locals_text = functions_locals
     for name in FORBIDDEN_ENV:
         assert f'"{name}"' in locals_text
 
@@ -177,6 +244,13 @@ def test_function_environment_is_the_documented_configuration():
         "MEASURE_SWEEP_BUDGET",
     }
     assert keys == expected
+    sender = re.search(r"^  sender_environment = \{\n(.*?)^  \}", locals_of("functions.tf"), re.M | re.S)
+    assert sender, "functions.tf: local.sender_environment not found"
+    # docs/design.md, "Rate ceiling": both settings, on send and sweep only.
+    assert set(re.findall(r"^\s+([A-Z][A-Z0-9_]+)\s+=", sender.group(1), re.M)) == {
+        "MEASURE_API_MAX_RPS", "MEASURE_API_SENDERS"}
+    assert "var.max_instances.send + var.max_instances.sweep" in sender.group(1)
+    assert not FORBIDDEN_ENV_RE.search(sender.group(1))
     assert "PUBSUB_EMULATOR_HOST" not in all_tf()
     assert 'var.endpoint_override == "" ? {} : { MEASURE_ENDPOINT = var.endpoint_override }' in environment_block()
 
@@ -189,19 +263,26 @@ def test_only_receive_is_public():
     assert code.count('"allUsers"') == 1
     assert code.count("allAuthenticatedUsers") == 0
     public = blocks("resource")["google_cloud_run_v2_service_iam_member.receive_public"]
-    assert "google_cloudfunctions2_function.receive." in public
+    assert 'google_cloudfunctions2_function.this["receive"].' in public
     assert "checkov:skip=" in public
 
 
 def test_runtime_identities_get_no_project_level_role():
     # Project-level roles go to the build account and to Google's own Eventarc service agent only.
     granted = {name: body for name, body in blocks("resource").items() if name.startswith("google_project_iam_")}
-    assert set(granted) == {"google_project_iam_member.build", "google_project_iam_member.eventarc_agent"}
-    assert "member  = local.sa_member.build" in granted["google_project_iam_member.build"]
+    assert set(granted) == {"google_project_iam_member.build_logs", "google_project_iam_member.eventarc_agent"}
+    logs = granted["google_project_iam_member.build_logs"]
+    assert "member  = local.sa_member.build" in logs and 'role    = "roles/logging.logWriter"' in logs
     agent = granted["google_project_iam_member.eventarc_agent"]
-    assert 'role    = "roles/eventarc.serviceAgent"' in agent and "member  = local.eventarc_agent" in agent
-    assert "@gcp-sa-eventarc.iam.gserviceaccount.com" in locals_of("readiness.tf")
-    assert "google_project_iam_binding" not in all_tf() and "google_project_iam_policy" not in all_tf()
+    assert 'role    = "roles/eventarc.serviceAgent"' in agent
+    assert "member  = google_project_service_identity.eventarc.member" in agent
+    # A binding of this deployment's own (see readiness.tf): destroy leaves Google's grant alone.
+    assert "condition {" in agent and "title       = \"${local.prefix} Eventarc trigger\"" in agent
+    # The build account reads the source on its bucket, nowhere else.
+    bucket = blocks("resource")["google_storage_bucket_iam_member.build_source"]
+    assert "bucket = google_storage_bucket.source.name" in bucket and "member = local.sa_member.build" in bucket
+    code = strip_comments(all_tf() + root_tf())
+    assert "google_project_iam_binding" not in code and "google_project_iam_policy" not in code
 
 
 def test_publishers_and_readers_follow_the_data_flow():
@@ -228,13 +309,17 @@ def test_publishers_and_readers_follow_the_data_flow():
 
 
 def test_owned_subscriptions_keep_31_days_and_never_expire():
-    resources = blocks("resource")
+    body = blocks("resource")["google_pubsub_subscription.this"]
     assert 'max_retention = "2678400s"' in tf_files()["main.tf"]
-    for name in ("retry", "dead_letter"):
-        body = resources[f"google_pubsub_subscription.{name}"]
-        assert "message_retention_duration = local.max_retention" in body
-        assert re.search(r'expiration_policy \{\n\s+ttl = ""', body), f"{name} subscription may expire"
-        assert "push_config" not in body, f"{name} must be a pull subscription"
+    owned = locals_of("pubsub.tf")
+    assert 'retry = { topic = "retry", retention = local.max_retention }' in owned
+    assert 'dead_letter = { topic = "dead_letter", retention = local.max_retention }' in owned
+    # The replay subscription (contract): on the events topic, as long as the topic keeps messages.
+    assert 'replay = { topic = "events", retention = local.events_retention }' in owned
+    assert 'replay      = "${local.prefix}-events-replay"' in locals_of("main.tf")
+    assert "message_retention_duration = each.value.retention" in body
+    assert re.search(r'expiration_policy \{\n\s+ttl = ""', body), "a subscription may expire"
+    assert "push_config" not in body, "measure's subscriptions are pull subscriptions"
 
 
 # --- the deployed archive ----------------------------------------------------------------------
@@ -253,7 +338,7 @@ def _terraform(workdir: Path, *args: str) -> subprocess.CompletedProcess:
 
 def _source_locals(repo_root: Path) -> str:
     text = locals_of("source.tf")
-    original = '  repo_root = "${path.module}/.."\n'
+    original = '  repo_root = var.source_dir == "" ? "${path.module}/../../.." : var.source_dir\n'
     assert original in text, "source.tf: repo_root no longer defined as expected"
     return "locals {\n" + text.replace(original, f"  repo_root = {json.dumps(str(repo_root))}\n") + "}\n"
 
@@ -334,7 +419,7 @@ def test_archive_is_built_only_from_the_listed_files():
     archive = blocks("data")["archive_file.source"]
     assert not re.search(r"^\s+(source_dir|source_file|excludes)\s*=", archive, re.M)
     assert "for_each = local.source_files" in archive
-    assert 'output_path      = "${path.module}/build/' in archive  # terraform/build/ is gitignored
+    assert 'output_path      = "${path.root}/build/${local.prefix}-' in archive  # terraform/build/ is gitignored
     assert 'name         = "source-${data.archive_file.source.output_md5}.zip"' in all_tf()
 
 
@@ -356,7 +441,7 @@ def variables_only(tmp_path_factory):
     if TERRAFORM is None:
         pytest.skip("terraform is not on PATH")
     work = tmp_path_factory.mktemp("tfvars")
-    shutil.copy(TF / "variables.tf", work / "variables.tf")
+    shutil.copy(MODULE / "variables.tf", work / "variables.tf")
     assert _terraform(work, "init", "-input=false", "-no-color").returncode == 0
 
     def plan(**values: str) -> subprocess.CompletedProcess:
@@ -429,6 +514,14 @@ def test_delivery_metrics_read_the_logged_fields_of_send_and_sweep():
     assert "local.function_names.send" in monitoring and "local.function_names.sweep" in monitoring
 
 
+def test_type_mismatch_metric_reads_the_contracts_warning_line():
+    """docs/design.md's contract: WARNING message="type mismatch" with action and site_event_type."""
+    metric = blocks("resource")["google_logging_metric.type_mismatch"]
+    assert 'jsonPayload.message=\\"type mismatch\\"' in metric
+    assert "EXTRACT(jsonPayload.action)" in metric and "EXTRACT(jsonPayload.site_event_type)" in metric
+    assert '"type_mismatch"' in locals_of("main.tf")  # named <prefix>_type_mismatch, measure_type_mismatch by default
+
+
 def test_every_alert_notifies_and_points_to_the_runbook():
     runbook = (ROOT / "docs" / "runbook.md").read_text(encoding="utf-8")
     headings = {h.strip() for h in re.findall(r"^#+ (.+)$", runbook, re.M)}
@@ -452,7 +545,7 @@ TF_OFFLINE_HINT = (
 
 @pytest.fixture(scope="module")
 def terraform_graph(tmp_path_factory) -> dict[str, set[str]]:
-    """{node: the nodes it depends on directly}, from `terraform graph` of terraform/.
+    """{node: the nodes it depends on directly}, from `terraform graph` of the module.
 
     Through TF_OFFLINE (tf-offline DIR COMMAND...) when set, else with the real providers, which
     `terraform init` must be able to download. Neither: fail, naming both ways, rather than skip."""
@@ -461,16 +554,16 @@ def terraform_graph(tmp_path_factory) -> dict[str, set[str]]:
         tool = Path(offline)
         if not (tool.is_file() and os.access(tool, os.X_OK)):
             pytest.fail(f"TF_OFFLINE={offline!r} is not an executable file; {TF_OFFLINE_HINT}")
-        result = subprocess.run([str(tool), str(TF), "graph"], capture_output=True, text=True, timeout=300)
+        result = subprocess.run([str(tool), str(MODULE), "graph"], capture_output=True, text=True, timeout=300)
     else:
         if TERRAFORM is None:
             pytest.fail(f"terraform is not on PATH; {TF_OFFLINE_HINT}")
         data_dir = tmp_path_factory.mktemp("tfgraph")
-        init = _terraform_in(TF, data_dir, "init", "-backend=false", "-input=false", "-no-color")
+        init = _terraform_in(MODULE, data_dir, "init", "-backend=false", "-input=false", "-no-color")
         if init.returncode != 0:
             pytest.fail(f"`terraform init` could not install the providers ({init.stderr.strip()[-300:]}); "
                         f"{TF_OFFLINE_HINT}")
-        result = _terraform_in(TF, data_dir, "graph")
+        result = _terraform_in(MODULE, data_dir, "graph")
     assert result.returncode == 0, result.stderr
     graph: dict[str, set[str]] = {}
     node = r'"(?:\[root\] )?([^"]+?)(?: \(expand\))?"'
@@ -498,47 +591,62 @@ def _depends_on(graph: dict[str, set[str]], node: str, other: str) -> bool:
     return False
 
 
-FUNCTIONS = [f"google_cloudfunctions2_function.{fn}" for fn in ("receive", "send", "sweep")]
+FUNCTIONS = "google_cloudfunctions2_function.this"
 
 
 def test_eventarc_agent_exists_and_is_granted_before_sends_trigger(terraform_graph):
-    send = "google_cloudfunctions2_function.send"
-    assert _depends_on(terraform_graph, "google_project_iam_member.eventarc_agent", "terraform_data.eventarc_identity")
-    assert _depends_on(terraform_graph, send, "google_project_iam_member.eventarc_agent")
+    agent = "google_project_iam_member.eventarc_agent"
+    assert _depends_on(terraform_graph, agent, "google_project_service_identity.eventarc")
+    assert _depends_on(terraform_graph, FUNCTIONS, agent)
     # ... and the wait for that grant to propagate sits between them.
-    assert _depends_on(terraform_graph, "terraform_data.grants_propagated", "google_project_iam_member.eventarc_agent")
-    assert _depends_on(terraform_graph, send, "terraform_data.grants_propagated")
+    assert _depends_on(terraform_graph, "time_sleep.grants_propagated", agent)
+    assert _depends_on(terraform_graph, FUNCTIONS, "time_sleep.grants_propagated")
 
 
 def test_alerts_and_dashboard_wait_until_the_log_metrics_are_visible(terraform_graph):
-    for metric in ("delivery_outcomes", "delivery_latency", "delivered_event_age"):
-        assert _depends_on(terraform_graph, "terraform_data.metrics_visible", f"google_logging_metric.{metric}")
+    for metric in ("delivery_outcomes", "delivery_latency", "delivered_event_age", "type_mismatch"):
+        assert _depends_on(terraform_graph, "time_sleep.metrics_visible", f"google_logging_metric.{metric}")
     for user in ("google_monitoring_alert_policy.rejected_rate", "google_monitoring_dashboard.measure"):
-        assert _depends_on(terraform_graph, user, "terraform_data.metrics_visible"), user
+        assert _depends_on(terraform_graph, user, "time_sleep.metrics_visible"), user
 
 
 def test_builds_start_after_the_build_grants_have_propagated(terraform_graph):
-    for grant in ("google_project_iam_member.build", "google_artifact_registry_repository_iam_member.build_writer"):
-        assert _depends_on(terraform_graph, "terraform_data.grants_propagated", grant), grant
-    for fn in FUNCTIONS:
-        assert _depends_on(terraform_graph, fn, "terraform_data.grants_propagated"), fn
+    for grant in ("google_project_iam_member.build_logs", "google_storage_bucket_iam_member.build_source",
+                  "google_artifact_registry_repository_iam_member.build_writer"):
+        assert _depends_on(terraform_graph, "time_sleep.grants_propagated", grant), grant
+    assert _depends_on(terraform_graph, FUNCTIONS, "time_sleep.grants_propagated")
 
 
 def test_nothing_calls_an_api_before_the_wait_after_enabling_it(terraform_graph):
-    assert _depends_on(terraform_graph, "terraform_data.apis_ready", "google_project_service.this")
-    exempt = {"google_project_service.this", "terraform_data.apis_ready", "data.archive_file.source",
-              "data.google_project.this"}  # the project lookup's API is enabled by hand first (docs/deploy.md)
-    resources = [n for n in terraform_graph if re.match(r"^(google_|terraform_data\.)", n) and n not in exempt]
+    assert _depends_on(terraform_graph, "time_sleep.apis_ready", "google_project_service.this")
+    exempt = {"google_project_service.this", "time_sleep.apis_ready", "data.archive_file.source"}
+    resources = [n for n in terraform_graph if re.match(r"^(google_|time_sleep\.)", n) and n not in exempt]
     assert len(resources) > 20
-    late = [n for n in resources if not _depends_on(terraform_graph, n, "terraform_data.apis_ready")]
+    late = [n for n in resources if not _depends_on(terraform_graph, n, "time_sleep.apis_ready")]
     assert not late, f"created without waiting for the APIs: {late}"
 
 
 def test_every_variable_validation_has_a_terraform_test_that_trips_it():
-    tests = (TF / "tests" / "validation.tftest.hcl").read_text(encoding="utf-8")
+    tests = (MODULE / "tests" / "validation.tftest.hcl").read_text(encoding="utf-8")
     tripped = set(re.findall(r"expect_failures = \[var\.(\w+)\]", tests))
     validated = {name for name, body in blocks("variable").items() if "validation {" in body}
     assert validated - tripped == set(), f"no terraform test refuses a bad value of {validated - tripped}"
     for name, body in blocks("variable").items():
         count = body.count("validation {")
         assert len(re.findall(rf"expect_failures = \[var\.{name}\]", tests)) >= count, name
+
+
+def test_make_tf_check_validates_and_tests_every_configuration_with_tests():
+    """Each directory with terraform test files (the root and the module) is in the Makefile's
+    TF_DIRS, which tf-check validates and tests online and offline alike."""
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    match = re.search(r"^TF_DIRS = (.+)$", makefile, re.M)
+    assert match, "Makefile: TF_DIRS not found"
+    listed = set(match.group(1).split())
+    with_tests = {p.parent.parent.relative_to(ROOT).as_posix() for p in TF.rglob("tests/*.tftest.hcl")
+                  if ".terraform" not in p.parts}
+    assert with_tests == {"terraform", "terraform/modules/measure"}
+    assert with_tests <= listed
+    recipe = makefile.split("\ntf-check:", 1)[1].split("\n\n", 1)[0]
+    assert recipe.count("for dir in $(TF_DIRS)") == 2  # once online, once offline
+    assert 'terraform -chdir=$$dir test' in recipe and '"$(TF_OFFLINE)" $$dir test' in recipe

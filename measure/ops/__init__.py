@@ -1,2 +1,2 @@
 """What an operator runs against a deployment: `python -m measure` (dead letters, backfill, explain).
-Never deployed (terraform/source.tf)."""
+Never deployed (terraform/modules/measure/source.tf)."""

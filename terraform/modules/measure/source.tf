@@ -8,7 +8,9 @@
 # main.py's import closure, and that measure/ holds nothing but Python modules.
 
 locals {
-  repo_root = "${path.module}/.."
+  # var.source_dir, or the repository this module sits in (terraform/modules/measure/../../..); a
+  # module fetched from git brings the whole repository along, so the default holds there too.
+  repo_root = var.source_dir == "" ? "${path.module}/../../.." : var.source_dir
 
   # Importable by users and operators, never by the functions.
   not_shipped = ["__main__.py", "signing.py", "links.py", "tune/links.py"]
@@ -27,8 +29,9 @@ locals {
 }
 
 data "archive_file" "source" {
-  type             = "zip"
-  output_path      = "${path.module}/build/measure-source.zip"
+  type = "zip"
+  # In the root's build/ (gitignored), one file per deployment: two instances never write the same.
+  output_path      = "${path.root}/build/${local.prefix}-source.zip"
   output_file_mode = "0644"
 
   dynamic "source" {
@@ -43,13 +46,15 @@ data "archive_file" "source" {
 resource "google_storage_bucket" "source" {
   # checkov:skip=CKV_GCP_62: holds only build inputs; reads and writes are in Cloud Audit Logs, a second access log adds nothing.
   project  = var.project_id
-  name     = "${var.project_id}-measure-source"
+  name     = "${var.project_id}-${local.prefix}-source"
   location = var.region
   labels   = local.labels
 
   uniform_bucket_level_access = true
   public_access_prevention    = "enforced"
-  force_destroy               = false
+  # `terraform destroy` empties it (old versions included) instead of failing on a versioned bucket
+  # that is never empty. It holds only build inputs Terraform can upload again.
+  force_destroy = true
 
   versioning {
     enabled = true
@@ -67,7 +72,7 @@ resource "google_storage_bucket" "source" {
     }
   }
 
-  depends_on = [terraform_data.apis_ready]
+  depends_on = [time_sleep.apis_ready]
 }
 
 resource "google_storage_bucket_object" "source" {
@@ -89,7 +94,7 @@ resource "google_artifact_registry_repository" "functions" {
   # checkov:skip=CKV_GCP_84: Google-managed encryption for build images that contain no secrets.
   project       = var.project_id
   location      = var.region
-  repository_id = "measure-functions"
+  repository_id = "${local.prefix}-functions"
   description   = "Build images of the measure functions (managed by Terraform)."
   format        = "DOCKER"
   labels        = local.labels
@@ -110,5 +115,5 @@ resource "google_artifact_registry_repository" "functions" {
     }
   }
 
-  depends_on = [terraform_data.apis_ready]
+  depends_on = [time_sleep.apis_ready]
 }

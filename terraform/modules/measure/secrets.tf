@@ -15,5 +15,5 @@ resource "google_secret_manager_secret" "this" {
 
   deletion_protection = var.deletion_protection
 
-  depends_on = [terraform_data.apis_ready]
+  depends_on = [time_sleep.apis_ready]
 }

@@ -6,7 +6,10 @@
 #   message = "delivery", component = "send" | "sweep",
 #   outcome = "delivered" | "duplicate" | "rejected" | "transient",
 #   event_name, latency_ms (the Measurement API call), event_age_s (now - the event's time_stamp).
-# Every alert's documentation points at docs/runbook.md.
+# When TUNE resolves another event type than the action sent, they also write a WARNING line
+# message = "type mismatch" with action and site_event_type (the events guide's "Potential
+# Conflicts"), counted by the metric <prefix>_type_mismatch.
+# Every alert's documentation points at docs/runbook.md; every alert name starts with the prefix.
 
 locals {
   delivery_log_filter = join("\n", [
@@ -19,6 +22,18 @@ locals {
 
   runbook = "docs/runbook.md in the measure repository"
 
+  # The alert policies that always exist (silence is optional), for the outputs.
+  alerts = {
+    dead_letter_backlog = google_monitoring_alert_policy.dead_letter_backlog
+    retry_age           = google_monitoring_alert_policy.retry_age
+    rejected_rate       = google_monitoring_alert_policy.rejected_rate
+    webhook_4xx         = google_monitoring_alert_policy.webhook_4xx
+  }
+  alert_names = merge(
+    { for k, p in local.alerts : k => p.display_name },
+    { for p in google_monitoring_alert_policy.silence : "silence" => p.display_name },
+  )
+
   pubsub_metric = {
     backlog    = "pubsub.googleapis.com/subscription/num_undelivered_messages"
     oldest_age = "pubsub.googleapis.com/subscription/oldest_unacked_message_age"
@@ -26,13 +41,27 @@ locals {
 
   retry_subscription_filter       = "resource.type=\"pubsub_subscription\" AND resource.labels.subscription_id=\"${local.subscriptions.retry}\""
   dead_letter_subscription_filter = "resource.type=\"pubsub_subscription\" AND resource.labels.subscription_id=\"${local.subscriptions.dead_letter}\""
+
+  # Accepted events: receive publishes each to the events topic (successful publish requests).
+  events_published_filter = join(" AND ", [
+    "resource.type=\"pubsub_topic\"",
+    "resource.labels.topic_id=\"${local.topics.events}\"",
+    "metric.type=\"pubsub.googleapis.com/topic/send_request_count\"",
+    "metric.labels.response_class=\"success\"",
+  ])
+
+  webhook_requests_filter = join(" AND ", [
+    "resource.type=\"cloud_run_revision\"",
+    "resource.labels.service_name=\"${local.function_names.receive}\"",
+    "metric.type=\"run.googleapis.com/request_count\"",
+  ])
 }
 
 # --- Log-based metrics -------------------------------------------------------------------------
 
 resource "google_logging_metric" "delivery_outcomes" {
   project     = var.project_id
-  name        = "measure_delivery_outcomes"
+  name        = local.metric_names.delivery_outcomes
   description = "measure: Measurement API delivery attempts, by outcome and component."
   filter      = local.delivery_log_filter
 
@@ -40,7 +69,7 @@ resource "google_logging_metric" "delivery_outcomes" {
     metric_kind  = "DELTA"
     value_type   = "INT64"
     unit         = "1"
-    display_name = "measure delivery outcomes"
+    display_name = "${local.prefix} delivery outcomes"
 
     labels {
       key         = "outcome"
@@ -59,12 +88,12 @@ resource "google_logging_metric" "delivery_outcomes" {
     component = "EXTRACT(jsonPayload.component)"
   }
 
-  depends_on = [terraform_data.apis_ready]
+  depends_on = [time_sleep.apis_ready]
 }
 
 resource "google_logging_metric" "delivery_latency" {
   project         = var.project_id
-  name            = "measure_delivery_latency"
+  name            = local.metric_names.delivery_latency
   description     = "measure: duration of each Measurement API call in milliseconds."
   filter          = "${local.delivery_log_filter}\njsonPayload.latency_ms>=0"
   value_extractor = "EXTRACT(jsonPayload.latency_ms)"
@@ -73,7 +102,7 @@ resource "google_logging_metric" "delivery_latency" {
     metric_kind  = "DELTA"
     value_type   = "DISTRIBUTION"
     unit         = "ms"
-    display_name = "measure delivery latency"
+    display_name = "${local.prefix} delivery latency"
 
     labels {
       key        = "outcome"
@@ -99,12 +128,12 @@ resource "google_logging_metric" "delivery_latency" {
     }
   }
 
-  depends_on = [terraform_data.apis_ready]
+  depends_on = [time_sleep.apis_ready]
 }
 
 resource "google_logging_metric" "delivered_event_age" {
   project         = var.project_id
-  name            = "measure_delivered_event_age"
+  name            = local.metric_names.delivered_event_age
   description     = "measure: age of each delivered event (now minus its time_stamp) in seconds."
   filter          = "${local.delivery_log_filter}\njsonPayload.outcome=(\"delivered\" OR \"duplicate\")\njsonPayload.event_age_s>=0"
   value_extractor = "EXTRACT(jsonPayload.event_age_s)"
@@ -113,7 +142,7 @@ resource "google_logging_metric" "delivered_event_age" {
     metric_kind  = "DELTA"
     value_type   = "DISTRIBUTION"
     unit         = "s"
-    display_name = "measure delivered event age"
+    display_name = "${local.prefix} delivered event age"
 
     labels {
       key        = "component"
@@ -132,14 +161,50 @@ resource "google_logging_metric" "delivered_event_age" {
     }
   }
 
-  depends_on = [terraform_data.apis_ready]
+  depends_on = [time_sleep.apis_ready]
+}
+
+resource "google_logging_metric" "type_mismatch" {
+  project     = var.project_id
+  name        = local.metric_names.type_mismatch
+  description = "measure: deliveries TUNE resolved to another event type than the action sent (WARNING \"type mismatch\")."
+  filter = join("\n", [
+    "resource.type=\"cloud_run_revision\"",
+    "resource.labels.service_name=(\"${local.function_names.send}\" OR \"${local.function_names.sweep}\")",
+    "jsonPayload.message=\"type mismatch\"",
+  ])
+
+  metric_descriptor {
+    metric_kind  = "DELTA"
+    value_type   = "INT64"
+    unit         = "1"
+    display_name = "${local.prefix} type mismatches"
+
+    labels {
+      key         = "action"
+      value_type  = "STRING"
+      description = "the action measure sent"
+    }
+    labels {
+      key         = "site_event_type"
+      value_type  = "STRING"
+      description = "the event type TUNE resolved"
+    }
+  }
+
+  label_extractors = {
+    action          = "EXTRACT(jsonPayload.action)"
+    site_event_type = "EXTRACT(jsonPayload.site_event_type)"
+  }
+
+  depends_on = [time_sleep.apis_ready]
 }
 
 # --- Alerts --------------------------------------------------------------------------------------
 
 resource "google_monitoring_alert_policy" "dead_letter_backlog" {
   project               = var.project_id
-  display_name          = "measure: dead-lettered events waiting"
+  display_name          = "${local.prefix}: dead-lettered events waiting"
   combiner              = "OR"
   severity              = "ERROR"
   notification_channels = var.notification_channels
@@ -163,7 +228,7 @@ resource "google_monitoring_alert_policy" "dead_letter_backlog" {
   }
 
   documentation {
-    subject   = "measure: events were dead-lettered"
+    subject   = "${local.prefix}: events were dead-lettered"
     mime_type = "text/markdown"
     content   = <<-EOT
       The Measurement API rejected one or more events for good, or their retries ran past
@@ -174,12 +239,12 @@ resource "google_monitoring_alert_policy" "dead_letter_backlog" {
     EOT
   }
 
-  depends_on = [google_pubsub_subscription.dead_letter, terraform_data.apis_ready]
+  depends_on = [google_pubsub_subscription.this["dead_letter"], time_sleep.apis_ready]
 }
 
 resource "google_monitoring_alert_policy" "retry_age" {
   project               = var.project_id
-  display_name          = "measure: retries waiting too long"
+  display_name          = "${local.prefix}: retries waiting too long"
   combiner              = "OR"
   severity              = "WARNING"
   notification_channels = var.notification_channels
@@ -203,7 +268,7 @@ resource "google_monitoring_alert_policy" "retry_age" {
   }
 
   documentation {
-    subject   = "measure: deliveries have been failing for hours"
+    subject   = "${local.prefix}: deliveries have been failing for hours"
     mime_type = "text/markdown"
     content   = <<-EOT
       An event has been waiting for a retry in `${local.subscriptions.retry}` for more than
@@ -213,12 +278,12 @@ resource "google_monitoring_alert_policy" "retry_age" {
     EOT
   }
 
-  depends_on = [google_pubsub_subscription.retry, terraform_data.apis_ready]
+  depends_on = [google_pubsub_subscription.this["retry"], time_sleep.apis_ready]
 }
 
 resource "google_monitoring_alert_policy" "rejected_rate" {
   project               = var.project_id
-  display_name          = "measure: Measurement API rejecting events"
+  display_name          = "${local.prefix}: Measurement API rejecting events"
   combiner              = "OR"
   severity              = "ERROR"
   notification_channels = var.notification_channels
@@ -243,7 +308,7 @@ resource "google_monitoring_alert_policy" "rejected_rate" {
   }
 
   documentation {
-    subject   = "measure: events are being rejected"
+    subject   = "${local.prefix}: events are being rejected"
     mime_type = "text/markdown"
     content   = <<-EOT
       The Measurement API answered "rejected" (a permanent error) to more than ${var.rejected_alert_threshold}
@@ -253,13 +318,97 @@ resource "google_monitoring_alert_policy" "rejected_rate" {
     EOT
   }
 
-  depends_on = [terraform_data.metrics_visible]
+  depends_on = [time_sleep.metrics_visible]
+}
+
+# Issue 21: a broken telemetry server looks like a quiet day unless something notices the quiet.
+# Built on Pub/Sub's own metric, which exists from the first publish (no log metric to wait for).
+# An absence condition fires only for a series it has seen: it starts watching after the first
+# accepted event.
+resource "google_monitoring_alert_policy" "silence" {
+  count = var.silence_alert_seconds > 0 ? 1 : 0
+
+  project               = var.project_id
+  display_name          = "${local.prefix}: no events received"
+  combiner              = "OR"
+  severity              = "WARNING"
+  notification_channels = var.notification_channels
+  user_labels           = local.labels
+
+  conditions {
+    display_name = "nothing published to ${local.topics.events} for ${var.silence_alert_seconds}s"
+    condition_absent {
+      filter   = local.events_published_filter
+      duration = "${var.silence_alert_seconds}s"
+      aggregations {
+        alignment_period     = "60s"
+        per_series_aligner   = "ALIGN_SUM"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+      trigger {
+        count = 1
+      }
+    }
+  }
+
+  documentation {
+    subject   = "${local.prefix}: the webhook has accepted no event for ${var.silence_alert_seconds} seconds"
+    mime_type = "text/markdown"
+    content   = <<-EOT
+      Nothing was published to `${local.topics.events}` for ${var.silence_alert_seconds} seconds: either the game is
+      quiet, or the telemetry server stopped calling `${local.function_names.receive}` (or calls it and is refused).
+      Runbook: "Webhook silent" in ${local.runbook}.
+    EOT
+  }
+
+  depends_on = [google_pubsub_topic.this, time_sleep.apis_ready]
+}
+
+resource "google_monitoring_alert_policy" "webhook_4xx" {
+  project               = var.project_id
+  display_name          = "${local.prefix}: webhook refusing requests"
+  combiner              = "OR"
+  severity              = "WARNING"
+  notification_channels = var.notification_channels
+  user_labels           = local.labels
+
+  conditions {
+    display_name = "more than ${var.webhook_4xx_alert_threshold} 4xx answers from ${local.function_names.receive} in 5 minutes"
+    condition_threshold {
+      filter          = "${local.webhook_requests_filter} AND metric.labels.response_code_class=\"4xx\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = var.webhook_4xx_alert_threshold
+      duration        = "0s"
+      aggregations {
+        alignment_period     = "300s"
+        per_series_aligner   = "ALIGN_SUM"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+      trigger {
+        count = 1
+      }
+    }
+  }
+
+  documentation {
+    subject   = "${local.prefix}: the webhook is refusing requests"
+    mime_type = "text/markdown"
+    content   = <<-EOT
+      `${local.function_names.receive}` answered more than ${var.webhook_4xx_alert_threshold} requests with a 4xx status
+      in 5 minutes: a wrong or retired webhook token (401), events the webhook refuses (400: an unknown field, a
+      platform/storefront not in site_ids), or (403) a caller without run.invoker. Refused events are not published.
+      Runbook: "Webhook refusing requests" in ${local.runbook}.
+    EOT
+  }
+
+  depends_on = [google_cloudfunctions2_function.this, time_sleep.apis_ready]
 }
 
 # --- Dashboard -----------------------------------------------------------------------------------
 
 locals {
   outcomes_metric = "metric.type=\"${local.metric_prefix}${google_logging_metric.delivery_outcomes.name}\" AND resource.type=\"cloud_run_revision\""
+  mismatch_metric = "metric.type=\"${local.metric_prefix}${google_logging_metric.type_mismatch.name}\" AND resource.type=\"cloud_run_revision\""
   latency_metric  = "metric.type=\"${local.metric_prefix}${google_logging_metric.delivery_latency.name}\" AND resource.type=\"cloud_run_revision\""
   age_metric      = "metric.type=\"${local.metric_prefix}${google_logging_metric.delivered_event_age.name}\" AND resource.type=\"cloud_run_revision\""
 
@@ -365,7 +514,8 @@ locals {
             }
           }
         }]
-        thresholds = [{ value = 0, targetAxis = "Y1", label = "alert above" }]
+        # value 0 is left out: the API drops zero values, and the next plan would put it back.
+        thresholds = [{ targetAxis = "Y1", label = "alert above 0" }]
         yAxis      = { label = "messages", scale = "LINEAR" }
       }
     },
@@ -380,7 +530,7 @@ locals {
               filter = join(" AND ", [
                 "metric.type=\"run.googleapis.com/request_count\"",
                 "resource.type=\"cloud_run_revision\"",
-                "resource.labels.service_name=starts_with(\"measure-\")",
+                "resource.labels.service_name=(${join(" OR ", [for n in values(local.function_names) : "\"${n}\""])})",
               ])
               aggregation = {
                 alignmentPeriod    = "60s"
@@ -394,26 +544,51 @@ locals {
         yAxis = { label = "requests/s", scale = "LINEAR" }
       }
     },
+    {
+      title = "Type mismatches (TUNE resolved another type, per second)"
+      chart = {
+        dataSets = [{
+          plotType   = "STACKED_BAR"
+          targetAxis = "Y1"
+          timeSeriesQuery = {
+            timeSeriesFilter = {
+              filter = local.mismatch_metric
+              aggregation = {
+                alignmentPeriod    = "60s"
+                perSeriesAligner   = "ALIGN_RATE"
+                crossSeriesReducer = "REDUCE_SUM"
+                groupByFields      = ["metric.label.action", "metric.label.site_event_type"]
+              }
+            }
+          }
+        }]
+        yAxis = { label = "deliveries/s", scale = "LINEAR" }
+      }
+    },
   ]
-}
 
-resource "google_monitoring_dashboard" "measure" {
-  project = var.project_id
+  # Cloud Monitoring stores dashboards as protobuf and drops every field at its zero value (0, "",
+  # false, []), so a 0 written here would come back missing and show as a change on every plan.
+  # xPos and yPos of the first column and row are therefore left out rather than set to 0; the
+  # dashboard test (tests/wiring.tftest.hcl) checks the rendered JSON holds no zero value.
   dashboard_json = jsonencode({
-    displayName = "measure"
+    displayName = local.prefix
     mosaicLayout = {
       columns = 48
       tiles = [
-        for i, t in local.dashboard_tiles : {
-          xPos   = (i % 2) * 24
-          yPos   = floor(i / 2) * 16
-          width  = 24
-          height = 16
-          widget = { title = t.title, xyChart = t.chart }
-        }
+        for i, t in local.dashboard_tiles : merge(
+          i % 2 == 0 ? {} : { xPos = 24 },
+          i < 2 ? {} : { yPos = floor(i / 2) * 16 },
+          { width = 24, height = 16, widget = { title = t.title, xyChart = t.chart } },
+        )
       ]
     }
   })
+}
 
-  depends_on = [terraform_data.apis_ready, terraform_data.metrics_visible]
+resource "google_monitoring_dashboard" "measure" {
+  project        = var.project_id
+  dashboard_json = local.dashboard_json
+
+  depends_on = [time_sleep.apis_ready, time_sleep.metrics_visible]
 }

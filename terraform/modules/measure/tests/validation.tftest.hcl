@@ -1,13 +1,10 @@
 # Every variable validation and every precondition, each shown refusing one bad value at plan
 # (expect_failures). Mock providers: no credentials, no network; runs as wiring.tftest.hcl does.
 
-mock_provider "google" {
-  mock_data "google_project" {
-    defaults = { number = "123456789012" }
-  }
-}
-
+mock_provider "google" {}
+mock_provider "google-beta" {}
 mock_provider "archive" {}
+mock_provider "time" {}
 
 variables {
   project_id    = "studio-measure"
@@ -43,16 +40,6 @@ run "refuses_scheduler_region_not_a_region_name" {
   }
 
   expect_failures = [var.scheduler_region]
-}
-
-run "refuses_scheduler_region_without_cloud_scheduler" {
-  command = plan
-
-  variables {
-    scheduler_region = "europe-north1"
-  }
-
-  expect_failures = [google_cloud_scheduler_job.sweep]
 }
 
 run "refuses_advertiser_id" {
@@ -342,7 +329,7 @@ run "refuses_a_private_webhook_nobody_may_call" {
     receive_public_invoker = false
   }
 
-  expect_failures = [google_cloudfunctions2_function.receive]
+  expect_failures = [google_cloudfunctions2_function.this]
 }
 
 run "refuses_more_warm_receive_instances_than_its_maximum" {
@@ -353,7 +340,7 @@ run "refuses_more_warm_receive_instances_than_its_maximum" {
     max_instances         = { receive = 2 }
   }
 
-  expect_failures = [google_cloudfunctions2_function.receive]
+  expect_failures = [google_cloudfunctions2_function.this]
 }
 
 run "refuses_concurrency_above_1_on_less_than_a_vcpu" {
@@ -364,7 +351,7 @@ run "refuses_concurrency_above_1_on_less_than_a_vcpu" {
     concurrency = { receive = 1, send = 8, sweep = 1 }
   }
 
-  expect_failures = [google_cloudfunctions2_function.send]
+  expect_failures = [google_cloudfunctions2_function.this]
 }
 
 run "refuses_a_sweep_timeout_inside_its_budget" {
@@ -375,15 +362,85 @@ run "refuses_a_sweep_timeout_inside_its_budget" {
     timeout_seconds      = { sweep = 620 }
   }
 
-  expect_failures = [google_cloudfunctions2_function.sweep]
+  expect_failures = [google_cloudfunctions2_function.this]
 }
 
-run "refuses_a_region_without_cloud_scheduler" {
+run "refuses_name_prefix_too_long" {
   command = plan
 
   variables {
-    region = "europe-north1"
+    name_prefix = "measure-game-number-2"
   }
 
-  expect_failures = [google_cloud_scheduler_job.sweep]
+  expect_failures = [var.name_prefix]
+}
+
+run "refuses_name_prefix_trailing_hyphen" {
+  command = plan
+
+  variables {
+    name_prefix = "measure-"
+  }
+
+  expect_failures = [var.name_prefix]
+}
+
+run "refuses_source_dir_without_main_py" {
+  command = plan
+
+  variables {
+    source_dir = "/nonexistent"
+  }
+
+  expect_failures = [var.source_dir]
+}
+
+run "refuses_api_max_rps_negative" {
+  command = plan
+
+  variables {
+    api_max_rps = -1
+  }
+
+  expect_failures = [var.api_max_rps]
+}
+
+run "refuses_egress_connector_cidr_not_a_28" {
+  command = plan
+
+  variables {
+    egress_connector_cidr = "10.8.0.0/24"
+  }
+
+  expect_failures = [var.egress_connector_cidr]
+}
+
+run "refuses_silence_alert_seconds_below_two_minutes" {
+  command = plan
+
+  variables {
+    silence_alert_seconds = 60
+  }
+
+  expect_failures = [var.silence_alert_seconds]
+}
+
+run "refuses_webhook_4xx_alert_threshold" {
+  command = plan
+
+  variables {
+    webhook_4xx_alert_threshold = 1.5
+  }
+
+  expect_failures = [var.webhook_4xx_alert_threshold]
+}
+
+run "refuses_log_metric_wait_seconds" {
+  command = plan
+
+  variables {
+    log_metric_wait_seconds = 901
+  }
+
+  expect_failures = [var.log_metric_wait_seconds]
 }

@@ -1,15 +1,15 @@
 # One identity per job, each granted only on the resources it touches. No project-level role is
-# given to a runtime identity; the build account's project-level roles are the ones Cloud Build
-# itself needs (see below).
+# given to a runtime identity; the build account's one project-level role is writing its build
+# logs (see below), and Google's Eventarc service agent gets its own role (readiness.tf).
 
 locals {
   service_accounts = {
-    receive   = { id = "measure-receive", name = "measure receive (webhook)" }
-    send      = { id = "measure-send", name = "measure send (delivers events)" }
-    sweep     = { id = "measure-sweep", name = "measure sweep (re-sends retries)" }
-    scheduler = { id = "measure-scheduler", name = "measure scheduler (calls sweep)" }
-    trigger   = { id = "measure-trigger", name = "measure Eventarc trigger (calls send)" }
-    build     = { id = "measure-build", name = "measure Cloud Build (builds the functions)" }
+    receive   = "${local.prefix} receive (webhook)"
+    send      = "${local.prefix} send (delivers events)"
+    sweep     = "${local.prefix} sweep (re-sends retries)"
+    scheduler = "${local.prefix} scheduler (calls sweep)"
+    trigger   = "${local.prefix} Eventarc trigger (calls send)"
+    build     = "${local.prefix} Cloud Build (builds the functions)"
   }
 
   # Who publishes where (docs/design.md data flow).
@@ -38,11 +38,11 @@ resource "google_service_account" "this" {
   for_each = local.service_accounts
 
   project      = var.project_id
-  account_id   = each.value.id
-  display_name = each.value.name
-  description  = "Managed by Terraform (measure)."
+  account_id   = "${local.prefix}-${each.key}"
+  display_name = each.value
+  description  = "Managed by Terraform (measure deployment ${local.prefix})."
 
-  depends_on = [terraform_data.apis_ready]
+  depends_on = [time_sleep.apis_ready]
 }
 
 # --- Pub/Sub -----------------------------------------------------------------------------------
@@ -60,7 +60,7 @@ resource "google_pubsub_topic_iam_member" "publisher" {
 # subscription sweep drains.
 resource "google_pubsub_subscription_iam_member" "sweep_retry" {
   project      = var.project_id
-  subscription = google_pubsub_subscription.retry.name
+  subscription = google_pubsub_subscription.this["retry"].name
   role         = "roles/pubsub.subscriber"
   member       = local.sa_member.sweep
 }
@@ -89,7 +89,7 @@ resource "google_cloud_run_v2_service_iam_member" "receive_public" {
 
   project  = var.project_id
   location = var.region
-  name     = google_cloudfunctions2_function.receive.service_config[0].service
+  name     = google_cloudfunctions2_function.this["receive"].service_config[0].service
   role     = "roles/run.invoker"
   member   = "allUsers"
 }
@@ -100,7 +100,7 @@ resource "google_cloud_run_v2_service_iam_member" "receive_invoker" {
 
   project  = var.project_id
   location = var.region
-  name     = google_cloudfunctions2_function.receive.service_config[0].service
+  name     = google_cloudfunctions2_function.this["receive"].service_config[0].service
   role     = "roles/run.invoker"
   member   = each.value
 }
@@ -108,7 +108,7 @@ resource "google_cloud_run_v2_service_iam_member" "receive_invoker" {
 resource "google_cloud_run_v2_service_iam_member" "send_trigger" {
   project  = var.project_id
   location = var.region
-  name     = google_cloudfunctions2_function.send.service_config[0].service
+  name     = google_cloudfunctions2_function.this["send"].service_config[0].service
   role     = "roles/run.invoker"
   member   = local.sa_member.trigger
 }
@@ -116,7 +116,7 @@ resource "google_cloud_run_v2_service_iam_member" "send_trigger" {
 resource "google_cloud_run_v2_service_iam_member" "sweep_scheduler" {
   project  = var.project_id
   location = var.region
-  name     = google_cloudfunctions2_function.sweep.service_config[0].service
+  name     = google_cloudfunctions2_function.this["sweep"].service_config[0].service
   role     = "roles/run.invoker"
   member   = local.sa_member.scheduler
 }
@@ -128,16 +128,22 @@ resource "google_service_account_iam_member" "pubsub_token_creator" {
 
   service_account_id = google_service_account.this["trigger"].name
   role               = "roles/iam.serviceAccountTokenCreator"
-  member             = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+  member             = google_project_service_identity.pubsub[0].member
 }
 
 # --- Cloud Build -------------------------------------------------------------------------------
 
 # Since mid-2024, new projects no longer give Cloud Build's default account (the Compute Engine
 # default account) the rights to build functions, so the first `terraform apply` would fail there.
-# measure builds with its own account instead: it writes images to measure's own repository and
-# logs to Cloud Logging, and reads the uploaded source, which Cloud Functions stages in buckets it
-# creates itself (gcf-v2-sources-*), hence a project-level object reader.
+# measure builds with its own account instead, with the three roles Google's build-account page
+# (Cloud Run, "Configure the build service account") lists, each on the narrowest resource:
+# - Artifact Registry Writer on measure's own image repository only;
+# - Storage Object Admin on the source bucket only: the page names Object Admin "for retrieving the
+#   function source from the Cloud Storage bucket" (the provider's "Cloudfunctions2 Basic Builder"
+#   example grants it too). Granted on the bucket rather than the project, the build account cannot
+#   read or change any other bucket (a Terraform state bucket in the same project, say); what Object
+#   Admin adds over Object Viewer (overwrite, delete) reaches only archives Terraform uploads again;
+# - Logs Writer, a project-level role by nature (build logs go to the project's Cloud Logging).
 resource "google_artifact_registry_repository_iam_member" "build_writer" {
   project    = var.project_id
   location   = google_artifact_registry_repository.functions.location
@@ -146,13 +152,20 @@ resource "google_artifact_registry_repository_iam_member" "build_writer" {
   member     = local.sa_member.build
 }
 
-resource "google_project_iam_member" "build" {
-  for_each = toset([
-    "roles/logging.logWriter",
-    "roles/storage.objectViewer",
-  ])
+resource "google_storage_bucket_iam_member" "build_source" {
+  bucket = google_storage_bucket.source.name
+  role   = "roles/storage.objectAdmin"
+  member = local.sa_member.build
+}
 
+resource "google_project_iam_member" "build_logs" {
   project = var.project_id
-  role    = each.value
+  role    = "roles/logging.logWriter"
   member  = local.sa_member.build
+}
+
+# Until this version the build account read every bucket of the project.
+moved {
+  from = google_project_iam_member.build["roles/logging.logWriter"]
+  to   = google_project_iam_member.build_logs
 }
