@@ -106,19 +106,52 @@ class MetadataServer(StandIn):
 class PubsubStandIn(StandIn):
     """Pub/Sub's REST front end, scripted: `script` is a list of (status, error status name,
     headers) answered in turn to publish and pull calls, then 200 for good. Publish answers one
-    message id a message; pull answers `pull_messages`."""
+    message id a message; pull answers `pull_messages`.
+
+    `hang_publishes = n`: the next n publish calls get no answer (a keep-alive connection that
+    stopped answering) until `unhang()` or a minute; `hang_all_publishes()` hangs every one until
+    `unhang()`. `connections` tells the TCP connections the calls came on apart."""
 
     def __init__(self, script=(), pull_messages=()):
         self.script = list(script)
         self.pull_messages = list(pull_messages)
         self.ids = 0
+        self.hang_publishes = 0
+        self.hung = 0  # publish calls that got no answer
+        self._released = threading.Event()
         super().__init__()
+
+    def hang_all_publishes(self) -> None:
+        with self.lock:
+            self._released.clear()
+            self.hang_publishes = 10**9
+
+    def unhang(self) -> None:
+        """Stop hanging; the calls held so far are answered (long after their callers gave up)."""
+        with self.lock:
+            self.hang_publishes = 0
+            self._released.set()
+            self._released = threading.Event()
+
+    def close(self) -> None:
+        self.unhang()
+        super().close()
+
+    def _hang(self, path: str) -> None:
+        with self.lock:
+            if not (path.endswith(":publish") and self.hang_publishes > 0):
+                return
+            self.hang_publishes -= 1
+            self.hung += 1
+            released = self._released
+        released.wait(60)
 
     def calls(self, verb: str) -> list[tuple[float, dict]]:
         with self.lock:
             return [(at, headers) for at, _, path, headers, _ in self.requests if path.endswith(f":{verb}")]
 
     def answer(self, method, path, headers, body):
+        self._hang(path)
         with self.lock:
             scripted = self.script.pop(0) if self.script else None
         if scripted is not None:
