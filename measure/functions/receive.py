@@ -134,8 +134,9 @@ class Webhook:
                                   headers=challenge)
         try:
             valid = self.tokens()
-        except SecretUnavailableError as exc:
-            logs.error("webhook tokens unavailable", component="receive", error=str(exc))
+        except SecretUnavailableError:
+            # Not logged here: measure.gcp.secrets logs each failed read once (one every few
+            # seconds), where a line a request would flood the log while Secret Manager is down.
             return error_response(503, "unavailable", "cannot check tokens right now",
                                   headers={"Retry-After": str(RETRY_AFTER_S)})
         if not token_valid(presented, valid):

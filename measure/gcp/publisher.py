@@ -94,10 +94,13 @@ class Publisher:
     def api(self) -> googleapi.Api:
         # Built on first publish: a send that only delivers never needs it. Read without the
         # lock once built: every Publish call asks for it.
+        # Built outside the lock the callers' bookkeeping takes: the build may fetch a token.
+        # (runtime's builder builds once for every caller; a tool's own may build twice, harmlessly.)
         if self._api is None:
+            api = self._build()
             with self._lock:
                 if self._api is None:
-                    self._api = self._build()
+                    self._api = api
         return self._api
 
     def publish(self, topic: str, messages: list[Message], timeout: float | None = None) -> list[str]:

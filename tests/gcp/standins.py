@@ -165,3 +165,92 @@ class PubsubStandIn(StandIn):
         if path.endswith(":pull"):
             return 200, {"receivedMessages": self.pull_messages}, {}
         return 200, {}, {}
+
+
+class FakeSecretManager:
+    """Secret Manager at the client library's boundary: installed in place of
+    `google.cloud.secretmanager.SecretManagerServiceClient` (an instance is callable like the
+    class, and counts the clients built). access_secret_version answers like the service, a real
+    AccessSecretVersionResponse with payload.data and payload.data_crc32c, unless told otherwise:
+
+    - `fail`: every access raises ServiceUnavailable (503), as an unreachable service does;
+    - `stall`: seconds before each answer, bounded as the library bounds it by the call's
+      `timeout=` (then DeadlineExceeded), or by the library's default 60 s when none is passed;
+      `calm()` ends a stall in progress;
+    - `corrupt` flips a bit of the data; `omit_crc` leaves data_crc32c unset.
+
+    `accesses` lists the secret names asked for, `calls` each call's (name, timeout, retry given).
+    `state_path`: a JSON file of these settings, read before each access (how a test drives the
+    fake inside a function server it runs as a subprocess); `log_path`: a file each access
+    appends a line to (how it counts them there)."""
+
+    LIBRARY_DEFAULT_TIMEOUT = 60.0
+
+    def __init__(self, values: dict[str, str] | None = None, *, state_path: str | None = None,
+                 log_path: str | None = None):
+        self.values = dict(values or {})
+        self.fail = False
+        self.stall = 0.0
+        self.corrupt = False
+        self.omit_crc = False
+        self.accesses: list[str] = []
+        self.calls: list[tuple[str, float | None, bool]] = []
+        self.built: list[dict] = []
+        self.state_path = state_path
+        self.log_path = log_path
+        self._lock = threading.Lock()
+        self._calm = threading.Event()
+
+    def __call__(self, **kwargs) -> FakeSecretManager:  # SecretManagerServiceClient(...)
+        with self._lock:
+            self.built.append(kwargs)
+        return self
+
+    def calm(self) -> None:
+        self.stall = 0.0
+        self._calm.set()
+        self._calm = threading.Event()
+
+    def _load_state(self) -> None:
+        if self.state_path is None:
+            return
+        try:
+            with open(self.state_path) as state:
+                settings = json.load(state)
+        except (OSError, ValueError):
+            return
+        for name in ("values", "fail", "stall", "corrupt", "omit_crc"):
+            if name in settings:
+                setattr(self, name, settings[name])
+
+    def access_secret_version(self, request=None, *, timeout=None, retry=None, **kwargs):
+        from google.api_core import exceptions
+        from google.cloud import secretmanager
+
+        self._load_state()
+        name = request["name"]
+        with self._lock:
+            self.accesses.append(name)
+            self.calls.append((name, timeout, retry is not None))
+            calm = self._calm
+        if self.log_path is not None:
+            with open(self.log_path, "a") as log:
+                log.write(f"{time.time():.3f} {name}\n")
+        if self.stall:
+            bound = self.LIBRARY_DEFAULT_TIMEOUT if timeout is None else float(timeout)
+            if not calm.wait(min(float(self.stall), bound)) and self.stall >= bound:
+                raise exceptions.DeadlineExceeded("Deadline Exceeded")
+        if self.fail:
+            raise exceptions.ServiceUnavailable("secret manager unreachable")
+        secret_id = name.split("/")[3]
+        if secret_id not in self.values:
+            raise exceptions.NotFound(f"Secret [{name}] not found or has no versions.")
+        data = self.values[secret_id].encode()
+        payload = secretmanager.SecretPayload(data=data)
+        if not self.omit_crc:
+            import google_crc32c
+
+            payload.data_crc32c = google_crc32c.value(data)
+        if self.corrupt:
+            payload.data = data[:-1] + bytes([data[-1] ^ 1])  # one bit flipped on the way
+        return secretmanager.AccessSecretVersionResponse(name=name.replace("latest", "1"), payload=payload)
