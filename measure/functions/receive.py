@@ -95,7 +95,7 @@ class Webhook:
         except events.BodyError as exc:
             return error_response(exc.status, "invalid_body", str(exc), exc.problems)
         except events.InvalidEvents as exc:
-            return error_response(400, "invalid_events", f"{len(exc.problems)} problem(s); nothing was accepted",
+            return error_response(400, "invalid_events", f"{exc.total} problem(s); nothing was accepted",
                                   exc.problems)
         try:
             self.publisher.publish(self.config.events_topic, [event_message(e) for e in accepted])

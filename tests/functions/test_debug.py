@@ -224,3 +224,17 @@ def test_a_debug_call_logs_one_line_without_the_ip(client, capsys):
     (line,) = [line for line in lines if line["message"] == "debug"]
     assert line["events"] == 1 and line["valid"] is True
     assert "175.124.248.15" not in json.dumps(lines)
+
+
+def test_a_near_miss_of_a_predefined_name_is_worked_out_once_per_distinct_name(monkeypatch):
+    import difflib
+
+    calls = []
+    real = difflib.get_close_matches
+    monkeypatch.setattr(difflib, "get_close_matches", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    monkeypatch.setattr(debug, "_NEAR_MISSES", {})
+    config = config_module.load(base_env())
+    raw = [seed_form(user_id=f"u{i}", event_name="purchased" if i % 2 else "tutorial_completed") for i in range(1000)]
+    answer = debug.report(raw, config, time.time())
+    assert sorted(calls) == ["purchased", "tutorial_completed"]
+    assert "not as the pre-defined 'purchase'" in answer["events"][1]["warnings"][0]["warning"]
