@@ -6,8 +6,8 @@ Locally, MEASURE_CONSUMER_KEY / MEASURE_PRIVATE_KEY / MEASURE_WEBHOOK_TOKENS tak
 the secrets. Values never reach a log line; only secret ids do.
 
 A slow or failing Secret Manager must stall no request (docs/design.md, "Secrets"):
-- Once the TTL has passed, one background thread reads the secret again while every caller keeps
-  the last good value. Nobody waits for it, and no lock is held across the read.
+- Every read runs in a background thread, one at a time per secret; no lock is held across it.
+  Once the TTL has passed, callers keep the last good value meanwhile.
 - The last good value is served at most STALE_LIMIT seconds past its TTL: after that a revoked
   token or key stops working even while Secret Manager cannot be reached (callers get
   SecretUnavailableError, which receive answers with 503).
@@ -16,7 +16,7 @@ A slow or failing Secret Manager must stall no request (docs/design.md, "Secrets
 - A read that failed is remembered for FAILURE_MEMORY seconds: Secret Manager is asked at most
   once per FAILURE_MEMORY per secret per instance, not once per request, and in the background;
   a caller with no usable value is refused at once meanwhile. Only an instance's very first
-  read is waited for (by the requests that arrive during it).
+  read is waited for, by the requests that arrive during it and for at most FIRST_READ_WAIT.
 - The client library (gRPC and proto-plus: hundreds of ms) is imported and its client built by
   `warm()` in a background thread when the instance starts, not under a lock requests wait on.
 """
@@ -39,8 +39,8 @@ ACCESS_DEADLINE = 5.0
 FAILURE_MEMORY = 5.0
 # Seconds past its TTL that a value is still served while it cannot be read again.
 STALE_LIMIT = 600.0
-# Seconds a caller with no usable value waits for a read another caller already started.
-_JOIN_READ = ACCESS_DEADLINE + 1.0
+# Seconds a caller with no value yet waits for an instance's first read (which goes on after).
+FIRST_READ_WAIT = 1.0
 
 
 class SecretUnavailableError(RuntimeError):
@@ -125,31 +125,29 @@ class SecretManagerSource:
             if current is not None and now - current[1] < self.ttl:
                 return current[0]
             usable = current is not None and now - current[1] < self.ttl + self.stale_limit
-            # Only an instance's first read, before anything failed, is waited for: the cold start's
-            # first requests need it, and Secret Manager usually answers in milliseconds.
-            wait = not usable and entry.failed_at == float("-inf")
-            in_flight = entry.reading is not None and now - entry.reading_since < _JOIN_READ
+            in_flight = entry.reading is not None and now - entry.reading_since < ACCESS_DEADLINE + ACCESS_TIMEOUT
             start = not in_flight and now - entry.failed_at >= FAILURE_MEMORY
             if start:
                 entry.reading, entry.reading_since = threading.Event(), now
             reading = entry.reading
-        if start and wait:
-            self._read(secret_id, entry, reading)  # type: ignore[arg-type]
-        elif start:  # nobody waits for it: the last good value meanwhile, or unavailable at once
+            # Only an instance's first read, before anything failed, is waited for, and briefly: a
+            # cold start's first requests need it, and Secret Manager usually answers in milliseconds.
+            wait = not usable and entry.failed_at == float("-inf")
+        if start:  # always in the background: the caller waits at most FIRST_READ_WAIT for it
             reader = threading.Thread(target=self._read, args=(secret_id, entry, reading),
                                       name=f"measure-secret-{secret_id}", daemon=True)
             with self._lock:
                 entry.readers = [reader]
             reader.start()
-        elif wait and reading is not None:
-            reading.wait(_JOIN_READ)  # a cold start's concurrent first requests share one read
         if usable:
             return current[0]  # type: ignore[index]
+        if wait and reading is not None:
+            reading.wait(FIRST_READ_WAIT)
         with self._lock:
             current = entry.current
             if current is not None and self.clock() - current[1] < self.ttl + self.stale_limit:
                 return current[0]
-            cause = entry.failure or "no value read yet"
+            cause = entry.failure or ("still being read" if entry.reading is not None else "no value read yet")
         if current is not None:
             cause = f"last value read more than {int(self.ttl + self.stale_limit)} s ago; {cause}"
         raise SecretUnavailableError(secret_id, cause)
@@ -215,7 +213,12 @@ def _verify_checksum(data: bytes, payload: Any) -> None:
 
 
 def _cause(exc: Exception) -> str:
-    return str(exc) if isinstance(exc, (CorruptSecretError, SecretUnavailableError)) else type(exc).__name__
+    if isinstance(exc, (CorruptSecretError, SecretUnavailableError)):
+        return str(exc)
+    last = getattr(exc, "cause", None)  # api_core's RetryError: the last try's error
+    if isinstance(last, Exception):
+        return f"{type(last).__name__} (retried for {ACCESS_DEADLINE:g} s)"
+    return type(exc).__name__
 
 
 def _retry() -> Any:

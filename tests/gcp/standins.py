@@ -179,7 +179,8 @@ class FakeSecretManager:
       `calm()` ends a stall in progress;
     - `corrupt` flips a bit of the data; `omit_crc` leaves data_crc32c unset.
 
-    `accesses` lists the secret names asked for, `calls` each call's (name, timeout, retry given).
+    `accesses` lists the secret names asked for (one a call), `calls` each call's (name, timeout,
+    whether a retry was given), `tries` the RPCs made, retries included.
     `state_path`: a JSON file of these settings, read before each access (how a test drives the
     fake inside a function server it runs as a subprocess); `log_path`: a file each access
     appends a line to (how it counts them there)."""
@@ -195,6 +196,7 @@ class FakeSecretManager:
         self.omit_crc = False
         self.accesses: list[str] = []
         self.calls: list[tuple[str, float | None, bool]] = []
+        self.tries = 0  # RPCs, retries included
         self.built: list[dict] = []
         self.state_path = state_path
         self.log_path = log_path
@@ -224,21 +226,33 @@ class FakeSecretManager:
                 setattr(self, name, settings[name])
 
     def access_secret_version(self, request=None, *, timeout=None, retry=None, **kwargs):
+        """One call as the library makes it: tries under `retry` (by default the library's own:
+        UNAVAILABLE retried for 60 s), each bounded by `timeout` (by default 60 s)."""
         from google.api_core import exceptions
-        from google.cloud import secretmanager
+        from google.api_core import retry as retries
 
         self._load_state()
         name = request["name"]
         with self._lock:
             self.accesses.append(name)
             self.calls.append((name, timeout, retry is not None))
-            calm = self._calm
         if self.log_path is not None:
             with open(self.log_path, "a") as log:
                 log.write(f"{time.time():.3f} {name}\n")
+        if retry is None:
+            retry = retries.Retry(predicate=retries.if_exception_type(exceptions.ServiceUnavailable),
+                                  initial=1.0, maximum=10.0, multiplier=1.3, timeout=self.LIBRARY_DEFAULT_TIMEOUT)
+        return retry(self._try)(name, self.LIBRARY_DEFAULT_TIMEOUT if timeout is None else float(timeout))
+
+    def _try(self, name: str, timeout: float):
+        from google.api_core import exceptions
+        from google.cloud import secretmanager
+
+        with self._lock:
+            self.tries += 1
+            calm = self._calm
         if self.stall:
-            bound = self.LIBRARY_DEFAULT_TIMEOUT if timeout is None else float(timeout)
-            if not calm.wait(min(float(self.stall), bound)) and self.stall >= bound:
+            if not calm.wait(min(float(self.stall), timeout)) and self.stall >= timeout:
                 raise exceptions.DeadlineExceeded("Deadline Exceeded")
         if self.fail:
             raise exceptions.ServiceUnavailable("secret manager unreachable")

@@ -21,6 +21,10 @@ T1, T2 = "t1-" + "a" * 30, "t2-" + "b" * 30  # webhook tokens are at least 32 ch
 
 @pytest.fixture
 def fake(monkeypatch):
+    # Reads bounded in tenths of seconds, so the tests of stalls and failures take no longer.
+    monkeypatch.setattr(secrets_module, "ACCESS_TIMEOUT", 0.3)
+    monkeypatch.setattr(secrets_module, "ACCESS_DEADLINE", 0.5)
+    monkeypatch.setattr(secrets_module, "FIRST_READ_WAIT", 1.0)
     manager = FakeSecretManager(VALUES)
     monkeypatch.setattr(secretmanager, "SecretManagerServiceClient", manager)
     yield manager
@@ -178,7 +182,7 @@ def test_a_stalled_refresh_holds_no_caller_and_only_one_access_is_in_flight(make
         result, took = timed(secrets.webhook_tokens)
         assert result == (T1, T2)
         waits.append(took)
-    clock.now = 301 + secrets_module.FAILURE_MEMORY - 1  # still inside one read's bounds
+    clock.now = 301.5  # still inside one read's bounds
     for _ in range(200):
         result, took = timed(secrets.webhook_tokens)
         waits.append(took)
