@@ -16,7 +16,7 @@ A slow or failing Secret Manager must stall no request (docs/design.md, "Secrets
 - A read that failed is remembered for FAILURE_MEMORY seconds: Secret Manager is asked at most
   once per FAILURE_MEMORY per secret per instance, not once per request, and in the background;
   a caller with no usable value is refused at once meanwhile. Only an instance's very first
-  read is waited for, by the requests that arrive during it and for at most FIRST_READ_WAIT.
+  read is waited for, by the requests that arrive in its first FIRST_READ_WAIT seconds.
 - The client library (gRPC and proto-plus: hundreds of ms) is imported and its client built by
   `warm()` in a background thread when the instance starts, not under a lock requests wait on.
 """
@@ -39,7 +39,7 @@ ACCESS_DEADLINE = 5.0
 FAILURE_MEMORY = 5.0
 # Seconds past its TTL that a value is still served while it cannot be read again.
 STALE_LIMIT = 600.0
-# Seconds a caller with no value yet waits for an instance's first read (which goes on after).
+# Seconds from its start that an instance's first read is waited for (it goes on after).
 FIRST_READ_WAIT = 1.0
 
 
@@ -132,7 +132,8 @@ class SecretManagerSource:
             reading = entry.reading
             # Only an instance's first read, before anything failed, is waited for, and briefly: a
             # cold start's first requests need it, and Secret Manager usually answers in milliseconds.
-            wait = not usable and entry.failed_at == float("-inf")
+            wait = FIRST_READ_WAIT - (now - entry.reading_since) \
+                if not usable and entry.failed_at == float("-inf") else 0.0
         if start:  # always in the background: the caller waits at most FIRST_READ_WAIT for it
             reader = threading.Thread(target=self._read, args=(secret_id, entry, reading),
                                       name=f"measure-secret-{secret_id}", daemon=True)
@@ -141,8 +142,8 @@ class SecretManagerSource:
             reader.start()
         if usable:
             return current[0]  # type: ignore[index]
-        if wait and reading is not None:
-            reading.wait(FIRST_READ_WAIT)
+        if wait > 0 and reading is not None:
+            reading.wait(wait)
         with self._lock:
             current = entry.current
             if current is not None and self.clock() - current[1] < self.ttl + self.stale_limit:

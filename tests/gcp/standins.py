@@ -268,3 +268,28 @@ class FakeSecretManager:
         if self.corrupt:
             payload.data = data[:-1] + bytes([data[-1] ^ 1])  # one bit flipped on the way
         return secretmanager.AccessSecretVersionResponse(name=name.replace("latest", "1"), payload=payload)
+
+
+class PubsubProxy(PubsubStandIn):
+    """The Pub/Sub emulator behind a front end that can hang publish calls (`hang_publishes`,
+    `hang_all_publishes()`, `unhang()`, as PubsubStandIn): every other call, and every publish
+    not hung, is passed to the emulator at `emulator_host` and its answer passed back. A function
+    server in a subprocess is pointed at it with PUBSUB_EMULATOR_HOST=proxy.host."""
+
+    def __init__(self, emulator_host: str):
+        import requests
+        import requests.adapters
+
+        self.upstream = f"http://{emulator_host}"
+        self._session = requests.Session()
+        self._session.trust_env = False
+        self._session.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=64))
+        super().__init__()
+
+    def answer(self, method, path, headers, body):
+        self._hang(path)
+        forwarded = {name: value for name, value in headers.items() if name.lower() in ("content-type",)}
+        response = self._session.request(method, self.upstream + path, data=body or None, headers=forwarded,
+                                         timeout=30)
+        return response.status_code, response.content, {"Content-Type": response.headers.get(
+            "Content-Type", "application/json")}
