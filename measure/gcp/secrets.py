@@ -5,7 +5,7 @@ rotation (a new version) takes effect within the TTL (plus one read) without a r
 Locally, MEASURE_CONSUMER_KEY / MEASURE_PRIVATE_KEY / MEASURE_WEBHOOK_TOKENS take the place of
 the secrets. Values never reach a log line; only secret ids do.
 
-A slow or failing Secret Manager must stall no request (docs/design.md, "Secrets"):
+A slow or failing Secret Manager must stall no request (docs/design.md, "Slow or failing dependencies"):
 - Every read runs in a background thread, one at a time per secret; no lock is held across it.
   Once the TTL has passed, callers keep the last good value meanwhile.
 - The last good value is served at most STALE_LIMIT seconds past its TTL: after that a revoked
