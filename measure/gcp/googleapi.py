@@ -94,10 +94,11 @@ class Api:
         payload = None if body is None else json.dumps(body, separators=(",", ":")).encode()
         deadline = time.monotonic() + timeout
         retries = 0
+        last: ApiError | None = None
         while True:
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise DeadlineExceededError(what)
+            if remaining <= 0:  # a pause overslept (a busy machine): the last answer says more
+                raise last if last is not None else DeadlineExceededError(what)
             wait_at_least = None
             read = remaining if attempt_timeout is None else min(attempt_timeout, remaining)
             try:
@@ -127,6 +128,7 @@ class Api:
                 raise error
             time.sleep(pause)
             retries += 1
+            last = error
 
 
 def _answer_error(what: str, response: requests.Response) -> ApiError:
