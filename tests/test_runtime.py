@@ -95,3 +95,19 @@ def test_a_failed_build_reaches_its_callers_and_the_next_call_builds_again(monke
     assert runtime.pubsub() is runtime.pubsub()
     assert len(calls) == 2
     runtime.reset()
+
+
+def test_start_gets_the_secret_manager_client_ready_in_the_background_only_when_a_secret_comes_from_there(
+        monkeypatch):
+    for name, value in base_env().items():
+        monkeypatch.setenv(name, value)
+    runtime.reset()
+    runtime.start()
+    assert runtime.secrets().source._warming is None  # every secret is local
+    monkeypatch.delenv("MEASURE_WEBHOOK_TOKENS")
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "p")
+    runtime.reset()
+    runtime.start()
+    assert runtime.secrets().source._warming is not None
+    runtime.secrets().source._warming.join(30)
+    runtime.reset()
