@@ -165,7 +165,8 @@ class SecretManagerSource:
                 entry.current, entry.failure, entry.failed_at = (value, self.clock()), "", float("-inf")
             else:
                 entry.failure, entry.failed_at = _cause(error), self.clock()
-            entry.reading = None
+            if entry.reading is reading:  # not a later read started when this one seemed abandoned
+                entry.reading = None
         reading.set()
         if error is not None and had_value:
             logs.warning("secret refresh failed; keeping the last good value", secret_id=secret_id,
