@@ -102,9 +102,11 @@ bench: $(VENV)/.stamp
 # The full fault-injection run. Pushes to send come from an Eventarc stand-in with push's
 # concurrency (CHAOS_PUSH=relay); CHAOS_PUSH=emulator uses the emulator's push subscription, whose
 # two pushes at a time, not measure, then set the drain time (tests/test_chaos.py says more).
+# Then the dependencies' faults (tests/test_chaos_dependencies.py): Secret Manager stalled for 30 s
+# after the cache expired, Secret Manager unreachable at a cold start, and a hung publish.
 CHAOS_PUSH ?= relay
 chaos: $(VENV)/.stamp
-	MEASURE_CHAOS_FULL=1 MEASURE_CHAOS_PUSH=$(CHAOS_PUSH) $(PY) -m pytest tests/test_chaos.py -s
+	MEASURE_CHAOS_FULL=1 MEASURE_CHAOS_PUSH=$(CHAOS_PUSH) $(PY) -m pytest tests/test_chaos.py tests/test_chaos_dependencies.py -s
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache .hypothesis .run

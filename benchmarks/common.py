@@ -37,7 +37,7 @@ LOAD_CPUS = "1"
 
 ADVERTISER = "877"
 SITE_IDS = {"pc/steam": "2960", "ios/appstore": "2961"}
-TOKEN = "bench-token-0123456789"
+TOKEN = "bench-token-0123456789abcdefghijklmn"  # at least 32 characters (measure.config)
 CONSUMER_KEY = "18d84eb30b59b5f3cc748bfe9f68b472"
 PRIVATE_KEY = "bench-private-key"
 

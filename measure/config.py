@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -18,6 +19,12 @@ from measure.pipeline.retry import SCHEDULE
 DEFAULT_ENDPOINT = "https://{advertiser_id}.measure.mobileapptracking.com/serve"
 # Pub/Sub keeps an unacknowledged message for at most 31 days; retrying longer than that is a lie.
 MAX_RETENTION = 31 * 86400
+# A secret is re-read at least this often: a rotated-out webhook token or key stops working within
+# it (plus measure.gcp.secrets.STALE_LIMIT while Secret Manager cannot be reached).
+MAX_SECRET_TTL = 900
+# A webhook token is a random string of at least this many characters (secrets.token_urlsafe(24)
+# is 32): a short one could be guessed by anyone who can reach the webhook.
+MIN_TOKEN_LENGTH = 32
 
 
 class ConfigError(ValueError):
@@ -45,14 +52,59 @@ def is_loopback_host(host: str | None) -> bool:
         return False
 
 
-def check_endpoint(url: str, name: str = "MEASURE_ENDPOINT") -> str:
-    """Refuse egress that would leak signed events in clear text: https, or plain http to loopback."""
+# Terraform's rule for endpoint_override (terraform/variables.tf), regex for regex. Terraform's
+# RE2 `\s` is [\t\n\f\r ] and its `$` is the end of the text, so both are spelled out here;
+# tests/test_config.py feeds one table of URLs to this and to `terraform console`.
+_TF_URL = re.compile(r"https://[^\t\n\f\r @]+")
+_TF_HOST = re.compile(r"https://([^/?#]+)")
+_TF_DNS_NAME = re.compile(r"([a-z0-9]([a-z0-9-]*[a-z0-9])?\.)+[a-z]([a-z0-9-]*[a-z0-9])?\.?")
+_TF_LOOPBACK_NAME = re.compile(
+    r"(^|\.)(localhost|localdomain|localtest\.me|lvh\.me)\.?$|(^|[.-])127[.-][0-9]+[.-][0-9]+[.-][0-9]+([.-]|$)")
+
+
+def is_deployable_endpoint(url: str) -> bool:
+    """Terraform's endpoint_override rule: https to a public DNS name, no userinfo, no spaces, no
+    IP literal (so neither the metadata server nor a private or loopback address), no name that
+    resolves to loopback by convention or wildcard DNS."""
+    if not _TF_URL.fullmatch(url):
+        return False
+    prefix = _TF_HOST.match(url.lower())
+    host = prefix.group(1).split(":")[0] if prefix else ""
+    return _TF_DNS_NAME.fullmatch(host) is not None and _TF_LOOPBACK_NAME.search(host) is None
+
+
+def is_local_endpoint(url: str) -> bool:
+    """The one exception a local run needs (the sandbox, `make run`): http(s) to `localhost` or a
+    loopback address literal, without userinfo. A deployment never has it: Terraform refuses it."""
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    return parts.scheme in ("http", "https") and "@" not in parts.netloc and is_loopback_host(parts.hostname)
+
+
+def check_endpoint(url: str, name: str = "MEASURE_ENDPOINT") -> str:
+    """Refuse egress that would leak signed events in clear text or reach an address inside the
+    network: Terraform's rule for a deployment, or the local sandbox on loopback."""
+    if is_deployable_endpoint(url) or is_local_endpoint(url):
+        return url
+    if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
         raise ConfigError(name, f"must be an absolute http(s) URL, got {url!r}")
-    if parts.scheme != "https" and not is_loopback_host(parts.hostname):
+    if urlsplit(url).scheme != "https" and "@" not in url:
         raise InsecureEndpointError(name, url)
-    return url
+    raise ConfigError(name, "must be https to a public DNS name (no IP address, user@ part, space or "
+                            f"loopback name), or plain http to loopback for the local sandbox, got {url!r}")
+
+
+def webhook_token_lines(raw: str) -> tuple[tuple[str, ...], list[int]]:
+    """The webhook tokens of a secret's value, one a line (blank lines skipped), and the line
+    numbers (1-based) of the lines refused as shorter than MIN_TOKEN_LENGTH."""
+    tokens: list[str] = []
+    short: list[int] = []
+    for number, line in enumerate(raw.splitlines(), 1):
+        token = line.strip()
+        if token and len(token) < MIN_TOKEN_LENGTH:
+            short.append(number)
+        elif token:
+            tokens.append(token)
+    return tuple(tokens), short
 
 
 @dataclass(frozen=True)
@@ -146,6 +198,20 @@ def _site_ids(raw: str) -> dict[str, str]:
     return site_ids
 
 
+def _webhook_tokens(env: Mapping[str, str]) -> str | None:
+    name = "MEASURE_WEBHOOK_TOKENS"
+    raw = env.get(name) or None
+    if raw is not None:
+        tokens, short = webhook_token_lines(raw)
+        if short:
+            lines = ", ".join(str(n) for n in short)
+            raise ConfigError(name, f"line(s) {lines}: a token must be at least {MIN_TOKEN_LENGTH} characters "
+                                    "(python -c 'import secrets; print(secrets.token_urlsafe(24))' makes one)")
+        if not tokens:
+            raise ConfigError(name, "has no token: one a line")
+    return raw
+
+
 def load(env: Mapping[str, str] | None = None) -> Config:
     """Read and check every setting; the first problem found raises ConfigError."""
     env = os.environ if env is None else env
@@ -175,10 +241,10 @@ def load(env: Mapping[str, str] | None = None) -> Config:
         webhook_tokens_secret=name("MEASURE_WEBHOOK_TOKENS_SECRET", Config.webhook_tokens_secret),
         consumer_key=env.get("MEASURE_CONSUMER_KEY") or None,
         private_key=env.get("MEASURE_PRIVATE_KEY") or None,
-        webhook_tokens=env.get("MEASURE_WEBHOOK_TOKENS") or None,
+        webhook_tokens=_webhook_tokens(env),
         event_max_age=_seconds(env, "MEASURE_EVENT_MAX_AGE", Config.event_max_age, 60, 366 * 86400),
         retry_max_age=_seconds(env, "MEASURE_RETRY_MAX_AGE", Config.retry_max_age, 60, MAX_RETENTION),
-        secret_ttl=_seconds(env, "MEASURE_SECRET_TTL", Config.secret_ttl, 0, 86400),
+        secret_ttl=_seconds(env, "MEASURE_SECRET_TTL", Config.secret_ttl, 0, MAX_SECRET_TTL),
         sweep_budget=_seconds(env, "MEASURE_SWEEP_BUDGET", Config.sweep_budget, 1, 3000),
         api_timeout=_seconds(env, "MEASURE_API_TIMEOUT", Config.api_timeout, 1, 120),
         breaker_cooldown=_seconds(env, "MEASURE_BREAKER_COOLDOWN", Config.breaker_cooldown, 1, 3600),

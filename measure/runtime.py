@@ -2,20 +2,21 @@
 
 Config is read when the function starts (import of main.py): a missing or malformed setting
 stops it with one log line naming the setting. Everything else (Pub/Sub and Secret Manager
-calls, the HTTP session) is built on the first request that needs it, under a lock, so
-concurrent first requests build it once; each entry point builds only what it uses.
+calls, the HTTP session) is built on the first request that needs it, once: concurrent first
+requests wait for that one build, each object behind its own lock, none held across network I/O;
+each entry point builds only what it uses. At start the Secret Manager client library is imported
+in the background (measure.gcp.secrets), so no request pays for it.
 Google's side, one of each per instance: one AuthorizedSession over google.auth.default()'s
 credentials for Pub/Sub's REST calls, its pool sized to the instance's THREADS (no credentials
-on the emulator), and the Secret Manager client, built on the first secret read.
+on the emulator), and the Secret Manager client, built in the background at start.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar, cast
 
 from measure import config as config_module
 from measure import logs
@@ -30,21 +31,72 @@ if TYPE_CHECKING:  # annotations only: each builder imports its module when firs
     from measure.pipeline.delivery import Delivery
 
 T = TypeVar("T")
-_lock = threading.RLock()
 _forget: list[Callable[[], None]] = []  # each builder's cache_clear, for reset()
 
 
-def _once(build: Callable[[], T]) -> Callable[[], T]:
-    """Memoise a zero-argument builder, thread-safely."""
-    cached = functools.cache(build)
+class _Once(Generic[T]):
+    """A zero-argument builder, memoised: the first caller builds, concurrent callers wait for
+    that build (an exception reaches them all, and the next call builds again). Each object has
+    its own lock, held only to claim the build or take its result: the build itself (pubsub's is
+    a token fetch, secrets' none) runs with no lock held, so one slow build never holds a caller
+    of another object, and a thread left running by a request that timed out holds nothing."""
 
-    @functools.wraps(build)
-    def get() -> T:
-        with _lock:
-            return cached()
+    def __init__(self, build: Callable[[], T]):
+        self._build = build
+        self._lock = threading.Lock()
+        self._value: T | None = None
+        self._built = False
+        self._building: threading.Event | None = None
+        self._error: BaseException | None = None
+        self.__name__ = build.__name__
+        self.__doc__ = build.__doc__
 
-    _forget.append(cached.cache_clear)
-    return get
+    def _built_now(self) -> bool:
+        # A method, so mypy does not narrow the flag across the lock: another thread sets it.
+        return self._built
+
+    def __call__(self) -> T:
+        if self._built:
+            return cast(T, self._value)
+        while True:
+            with self._lock:
+                if self._built_now():
+                    return cast(T, self._value)
+                building = self._building
+                if building is None:
+                    building = self._building = threading.Event()
+                    lead = True
+                else:
+                    lead = False
+            if not lead:
+                building.wait()
+                with self._lock:
+                    if self._built_now():
+                        return cast(T, self._value)
+                    if self._error is not None and self._building is None:
+                        raise self._error
+                continue
+            try:
+                value = self._build()
+            except BaseException as exc:
+                with self._lock:
+                    self._error, self._building = exc, None
+                building.set()
+                raise
+            with self._lock:
+                self._value, self._built, self._error, self._building = value, True, None, None
+            building.set()
+            return value
+
+    def cache_clear(self) -> None:
+        with self._lock:
+            self._value, self._built, self._error, self._building = None, False, None, None
+
+
+def _once(build: Callable[[], T]) -> _Once[T]:
+    once = _Once(build)
+    _forget.append(once.cache_clear)
+    return once
 
 
 @_once
@@ -55,10 +107,12 @@ def config() -> config_module.Config:
 def start() -> config_module.Config:
     """Load the configuration at start; on a bad setting, one clear log line and the start fails."""
     try:
-        return config()
+        settings = config()
     except config_module.ConfigError as exc:
         logs.critical(f"configuration error: {exc}", setting=exc.name)
         raise SystemExit(f"measure: configuration error: {exc}") from None
+    secrets().warm()
+    return settings
 
 
 def threads() -> int:

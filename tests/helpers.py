@@ -11,7 +11,8 @@ from measure import runtime
 
 ADVERTISER = "877"
 SITE_IDS = {"pc/steam": "2960", "ios/appstore": "2961"}
-TOKENS = ("token-one", "token-two")
+# Webhook tokens are at least 32 characters (measure.config.MIN_TOKEN_LENGTH).
+TOKENS = ("token-one-0123456789abcdefghijklmnop", "token-two-0123456789abcdefghijklmnop")
 CONSUMER_KEY = "18d84eb30b59b5f3cc748bfe9f68b472"
 PRIVATE_KEY = "local-private-key-for-tests"
 

@@ -38,3 +38,76 @@ def test_sweeps_attempts_in_flight_each_keep_their_connection(monkeypatch):
     finally:
         sandbox.stop()
         runtime.reset()
+
+
+def test_a_slow_build_holds_no_caller_of_another_object(monkeypatch):
+    """One lock per object: while pubsub's first build waits on the network (a token fetch),
+    a request that needs only the configuration or the secrets is not held behind it."""
+    import threading
+
+    for name, value in base_env().items():
+        monkeypatch.setenv(name, value)
+    runtime.reset()
+    entered, release = threading.Event(), threading.Event()
+
+    def slow_pubsub(**kwargs):
+        entered.set()
+        release.wait(10)
+        return object()
+
+    monkeypatch.setattr("measure.gcp.googleapi.pubsub", slow_pubsub)
+    built: list = []
+    builder = threading.Thread(target=lambda: built.append(runtime.pubsub()))
+    builder.start()
+    try:
+        assert entered.wait(5)
+        with ThreadPoolExecutor(1) as pool:
+            assert pool.submit(lambda: runtime.secrets().webhook_tokens()).result(timeout=2)
+            assert pool.submit(runtime.config).result(timeout=2) is runtime.config()
+        waiter = ThreadPoolExecutor(1).submit(runtime.pubsub)  # a second caller of pubsub waits for the build
+        assert not waiter.done()
+    finally:
+        release.set()
+        builder.join(5)
+    assert waiter.result(timeout=5) is built[0]
+    runtime.reset()
+
+
+def test_a_failed_build_reaches_its_callers_and_the_next_call_builds_again(monkeypatch):
+    for name, value in base_env().items():
+        monkeypatch.setenv(name, value)
+    runtime.reset()
+    calls = []
+
+    def flaky(**kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("metadata server down")
+        return object()
+
+    monkeypatch.setattr("measure.gcp.googleapi.pubsub", flaky)
+    try:
+        runtime.pubsub()
+    except RuntimeError:
+        pass
+    else:
+        raise AssertionError("the failure did not reach the caller")
+    assert runtime.pubsub() is runtime.pubsub()
+    assert len(calls) == 2
+    runtime.reset()
+
+
+def test_start_gets_the_secret_manager_client_ready_in_the_background_only_when_a_secret_comes_from_there(
+        monkeypatch):
+    for name, value in base_env().items():
+        monkeypatch.setenv(name, value)
+    runtime.reset()
+    runtime.start()
+    assert runtime.secrets().source._warming is None  # every secret is local
+    monkeypatch.delenv("MEASURE_WEBHOOK_TOKENS")
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "p")
+    runtime.reset()
+    runtime.start()
+    assert runtime.secrets().source._warming is not None
+    runtime.secrets().source._warming.join(30)
+    runtime.reset()

@@ -18,7 +18,6 @@ import subprocess
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import SimpleNamespace
 
 import flask
 import pytest
@@ -29,6 +28,7 @@ from measure.functions import receive as webhook
 from measure.gcp.secrets import SecretManagerSource, Secrets
 from measure.tune.client import MeasurementClient
 from measure.tune.outcome import Kind
+from tests.gcp.standins import FakeSecretManager
 from tests.helpers import CONSUMER_KEY, PRIVATE_KEY, TOKENS, base_env, seed_form
 
 # --- tokens -----------------------------------------------------------------------------------
@@ -94,33 +94,32 @@ def test_the_webhook_compares_the_presented_token_with_each_valid_one(compare_ca
         assert len(compare_calls) == len(TOKENS)
 
 
-class FakeSecretManager:
-    def __init__(self, value: str):
-        self.value = value
-
-    def access_secret_version(self, request):
-        return SimpleNamespace(payload=SimpleNamespace(data=self.value.encode()))
-
-
 def test_rotation_two_tokens_valid_together_then_the_old_one_stops_working():
     env = {k: v for k, v in base_env().items() if k != "MEASURE_WEBHOOK_TOKENS"}
     config = load({**env, "GOOGLE_CLOUD_PROJECT": "p", "MEASURE_SECRET_TTL": "300"})
-    manager, now = FakeSecretManager("old-token\n"), [0.0]
-    secrets = Secrets(config, SecretManagerSource("p", 300, client_factory=lambda: manager, clock=lambda: now[0]))
+    old, new = "old-token-" + "o" * 30, "new-token-" + "n" * 30
+    manager, now = FakeSecretManager({config.webhook_tokens_secret: f"{old}\n"}), [0.0]
+    source = SecretManagerSource("p", 300, client_factory=manager, clock=lambda: now[0])
+    secrets = Secrets(config, source)
     publisher = RecordingPublisher()
     hook = webhook.Webhook(config, secrets.webhook_tokens, publisher)
-    assert (post(hook, "old-token"), post(hook, "new-token")) == (202, 401)
+    assert (post(hook, old), post(hook, new)) == (202, 401)
 
-    manager.value = "old-token\r\nnew-token\n\n"  # step 1: add the new line (a CRLF editor, a blank line)
+    # step 1: add the new line (a CRLF editor, a blank line)
+    manager.values[config.webhook_tokens_secret] = f"{old}\r\n{new}\n\n"
     now[0] += 301
-    assert (post(hook, "old-token"), post(hook, "new-token")) == (202, 202)
+    assert post(hook, old) == 202  # the TTL passed: read again in the background meanwhile
+    assert source.wait_idle()
+    assert (post(hook, old), post(hook, new)) == (202, 202)
 
-    manager.value = "new-token\n"  # step 2: once every sender uses the new token, drop the old one
+    manager.values[config.webhook_tokens_secret] = f"{new}\n"  # step 2: drop the old one
     now[0] += 299
-    assert post(hook, "old-token") == 202  # still within the TTL of the last read
+    assert post(hook, old) == 202  # still within the TTL of the last read
     now[0] += 2
-    assert (post(hook, "old-token"), post(hook, "new-token")) == (401, 202)
-    assert len(publisher.published) == 5
+    post(hook, new)
+    assert source.wait_idle()
+    assert (post(hook, old), post(hook, new)) == (401, 202)
+    assert len(publisher.published) == 7
 
 
 # --- egress ---------------------------------------------------------------------------------------

@@ -1,10 +1,11 @@
 """The player's address: it must be a global unicast address, and is put in its compressed form.
 
-One rule a family. IPv4 (and IPv4-mapped IPv6, which becomes IPv4) is judged by one table of the
-special-purpose ranges, each with the reason a client is told; a dotted quad is read by a lookup
-of its four octets, which accepts exactly what ipaddress accepts (ASCII digits, 0-255, no leading
-zeros) at a fraction of the cost, since addresses are most of validation's time. IPv6 is parsed
-and judged by ipaddress.
+One rule a family. IPv4 (and IPv4-mapped or NAT64 IPv6, which becomes the IPv4 it stands for) is
+judged by one table of the special-purpose ranges, each with the reason a client is told; a
+dotted quad is read by a lookup of its four octets, which accepts exactly what ipaddress accepts
+(ASCII digits, 0-255, no leading zeros) at a fraction of the cost, since addresses are most of
+validation's time. IPv6 is parsed and judged by ipaddress, after the addresses that carry an IPv4
+one (6to4, Teredo, IPv4-compatible and -translated) are judged by what they carry.
 """
 
 from __future__ import annotations
@@ -70,6 +71,9 @@ def ipv4_reason(value: int) -> str | None:
 
 
 def _ipv6_reason(address: ipaddress.IPv6Address) -> str | None:
+    embedded = _embedded_reason(address)
+    if embedded:
+        return embedded
     if address.is_unspecified:
         return "the unspecified address"
     if address.is_loopback:
@@ -91,6 +95,29 @@ def _ipv6_reason(address: ipaddress.IPv6Address) -> str | None:
     return None
 
 
+def _embedded_reason(address: ipaddress.IPv6Address) -> str | None:
+    """Why an IPv6 address that carries an IPv4 address is refused, by what it carries. Written
+    out rather than left to ipaddress's tables, which differ between Python versions (3.11 calls
+    all of 2002::/16 global, so 2002:c0a8:101:: for 192.168.1.1 passed)."""
+    if address in _IPV4_COMPATIBLE and int(address) > 1:
+        return "an IPv4-compatible address (::a.b.c.d, deprecated): send the IPv4 address itself"
+    if address in _IPV4_TRANSLATED:
+        return "an IPv4-translated address (::ffff:0:a.b.c.d), not globally routable"
+    if address in _NAT64_LOCAL:
+        return "in NAT64's local-use range (64:ff9b:1::/48), not globally routable"
+    for what, inner in (("a 6to4", address.sixtofour), ("a Teredo", (address.teredo or (None, None))[1])):
+        if inner is not None:
+            reason = ipv4_reason(int(inner))
+            if reason:
+                return f"{what} address carrying the IPv4 address {inner}, which is {reason}"
+    return None
+
+
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+_IPV4_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")
+# NAT64 (RFC 6052): 64:ff9b::/96 stands for the IPv4 address in its last 32 bits, and is judged as it.
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
 _IPV6_DOCUMENTATION = (ipaddress.IPv6Network("2001:db8::/32"), ipaddress.IPv6Network("3fff::/20"))
 _IPV6_PRIVATE = ipaddress.IPv6Network("fc00::/7")
 
@@ -117,6 +144,8 @@ def public_address(value: object) -> str:
         except ValueError:
             raise Bad(f"{show(text)} is not an IPv4 or IPv6 address") from None
         mapped = address.ipv4_mapped
+        if mapped is None and address in _NAT64:
+            mapped = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
         if mapped is not None:
             text, reason = str(mapped), ipv4_reason(int(mapped))
         else:

@@ -59,11 +59,13 @@ class BodyError(EventsError):
 class InvalidEvents(EventsError):
     """One or more events are invalid; `problems` lists all of them, each with its event's index."""
 
-    def __init__(self, problems: list[Problem]):
+    def __init__(self, problems: list[Problem], total: int | None = None):
         self.problems = list(problems)
+        # More than listed when the list was capped (events.validation.MAX_PROBLEMS).
+        self.total = len(self.problems) if total is None else total
         shown = "; ".join(str(p) for p in self.problems[:5])
-        more = f"; and {len(self.problems) - 5} more" if len(self.problems) > 5 else ""
-        super().__init__(f"{len(self.problems)} problem(s): {shown}{more}")
+        more = f"; and {self.total - 5} more" if self.total > 5 else ""
+        super().__init__(f"{self.total} problem(s): {shown}{more}")
 
 
 class Bad(Exception):

@@ -15,6 +15,7 @@ encoders write empty strings for missing values. A blank required field is a pro
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import time
@@ -42,6 +43,17 @@ from measure.events.problems import Bad, InvalidEvents, Problem, clip, duration,
 # Allowed clock skew of the telemetry server, ahead of ours.
 MAX_FUTURE = 300
 DEFAULT_MAX_AGE = 30 * 86400
+
+# An answer lists at most MAX_PROBLEMS problems, fewer if their JSON would pass PROBLEMS_BUDGET
+# bytes, then one entry counting the rest: a hostile body (1,000 events of 64 unknown keys) gets a
+# small answer, and the first problems are as useful as all of them.
+MAX_PROBLEMS = 100
+PROBLEMS_BUDGET = 48 * 1024
+# "Did you mean" is worked out (difflib, the costly part) once per distinct unknown name: up to
+# SUGGESTIONS_CACHED names are remembered across requests, and a batch works out at most
+# MAX_PROBLEMS new ones (no more can be shown); the rest are "not a known field" without a hint.
+SUGGESTIONS_CACHED = 1024
+_SUGGESTED: dict[str, str] = {}  # unknown name (at most 64 characters) -> its problem text
 
 _REQUIRED = frozenset(REQUIRED_FIELDS)
 _CORE = frozenset(CORE_FIELDS)
@@ -107,7 +119,7 @@ def validate(
     """
     checked, _, problems = check(raw, site_ids=site_ids, max_age=max_age, now=now)
     if problems:
-        raise InvalidEvents(problems)
+        raise InvalidEvents(problems, total=problems_total(problems))
     return [event for _, event in checked]
 
 
@@ -125,10 +137,11 @@ def check(
     checked: list[tuple[int, Event]] = []
     repeats: dict[int, int] = {}
     seen: dict[str, tuple[int, Event]] = {}
+    listed = _Listed(problems)
     for index, item in enumerate(raw):
         event = batch.event(item)
         if isinstance(event, list):
-            problems.extend([Problem(index, name, problem) for name, problem in event])
+            listed.add(index, event)
             continue
         earlier = seen.get(event.event_id)
         if earlier is None:
@@ -137,13 +150,50 @@ def check(
         elif earlier[1] == event:
             repeats[index] = earlier[0]
         else:
-            problems.append(Problem(
-                index,
+            listed.add(index, [(
                 "event_id",
                 f"{show(event.event_id)} is also the id of event {earlier[0]}, which has different fields; "
                 "each event needs an id of its own",
-            ))
+            )])
+    listed.close()
     return checked, repeats, problems
+
+
+_MORE = "more problem(s) not listed"
+
+
+class _Listed:
+    """The problems an answer lists: the first ones up to MAX_PROBLEMS and PROBLEMS_BUDGET, then
+    one Problem(None, "events", "N more problem(s) not listed ...") counting the rest."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        self.size = 0
+        self.omitted = 0
+
+    def add(self, index: int, found: Found) -> None:
+        if self.omitted:
+            self.omitted += len(found)
+            return
+        for kept, (name, problem) in enumerate(found):
+            listed = Problem(index, name, problem)
+            self.size += len(json.dumps(listed.to_dict()))
+            if len(self.problems) >= MAX_PROBLEMS or self.size > PROBLEMS_BUDGET:
+                self.omitted += len(found) - kept
+                return
+            self.problems.append(listed)
+
+    def close(self) -> None:
+        if self.omitted:
+            self.problems.append(Problem(None, "events", f"{self.omitted} {_MORE}; the first "
+                                                         f"{len(self.problems)} are, fix those and send again"))
+
+
+def problems_total(problems: list[Problem]) -> int:
+    """How many problems a (listed) list stands for, counting the ones its last entry says were left out."""
+    if problems and problems[-1].index is None and _MORE in problems[-1].problem:
+        return len(problems) - 1 + int(problems[-1].problem.split(" ", 1)[0])
+    return len(problems)
 
 
 class _Batch:
@@ -157,6 +207,7 @@ class _Batch:
         self.now = now
         self.sites: dict[tuple[str, str], tuple[str | None, str | None, Found]] = {}
         self.names: dict[str, tuple[str | None, Found]] = {}
+        self.suggestions_left = MAX_PROBLEMS  # new "did you mean"s this batch may work out
 
     def event(self, item: object) -> Event | Found:
         """The Event of one raw event, or its problems in field order."""
@@ -212,7 +263,7 @@ class _Batch:
                     if not isinstance(name, str):
                         found.append((clip(repr(name)), "field names must be strings"))
                     elif name not in _KNOWN:
-                        found.append((clip(name) or repr(name), _unknown(name)))
+                        found.append((clip(name) or repr(name), self._unknown(name)))
         if found:
             return found
         if event_id is None:
@@ -221,6 +272,21 @@ class _Batch:
                                         "storefront": storefront, **extras})
         # Nothing found, so every field was checked and is set (the ignore below says so to mypy).
         return Event(event_id, event_name, user_id, ip, time_stamp, platform, storefront, extras)  # type: ignore[arg-type]
+
+    def _unknown(self, name: str) -> str:
+        """The problem of an unknown field name; its suggestion worked out once (module docstring)."""
+        known = _SUGGESTED.get(name)
+        if known is not None:
+            return known
+        if self.suggestions_left <= 0:
+            return _NOT_KNOWN
+        self.suggestions_left -= 1
+        problem = _unknown(name)
+        if len(name) <= 64:  # a longer name is no field's near miss worth keeping
+            if len(_SUGGESTED) >= SUGGESTIONS_CACHED:
+                _SUGGESTED.clear()  # crude, and bounded: a flood of new names costs what it did uncached
+            _SUGGESTED[name] = problem
+        return problem
 
     def _name(self, value: object) -> tuple[str | None, Found]:
         if type(value) is not str:
@@ -267,13 +333,16 @@ def _unconfigured(key: str, site_ids: Mapping[str, str]) -> str:
     return f"platform/storefront pair {show(key)} has no site_id in MEASURE_SITE_IDS ({configured})"
 
 
+_NOT_KNOWN = "is not a known field"
+
+
 def _unknown(name: str) -> str:
     refused = NOT_PASSED_THROUGH.get(name.strip().lower())
     if refused:
         return f"is a Measurement API parameter the webhook does not take: {refused}"
     suggestion = _suggest(name)
     hint = f"; did you mean {suggestion!r}?" if suggestion else ""
-    return f"is not a known field{hint}"
+    return f"{_NOT_KNOWN}{hint}"
 
 
 def _suggest(name: str) -> str | None:

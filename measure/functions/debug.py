@@ -46,6 +46,8 @@ STALE_AFTER = 86400
 AHEAD_AFTER = 60
 # How alike (difflib's ratio) a custom event name must be to a pre-defined one to be a near miss.
 NEAR_MISS = 0.8
+NEAR_MISSES_CACHED = 1024
+_NEAR_MISSES: dict[str, str | None] = {}
 
 _NAMED = (*PREDEFINED_EVENTS, INSTALL_EVENT, *sorted(SESSION_EVENTS))
 _SEPARATORS = re.compile(r"[\s_-]+")
@@ -123,12 +125,7 @@ def _event_name(name: str) -> str | None:
                     f"write it {name.strip().lower()!r} to say so")
         return None
     key = name.strip().lower()
-    near = _SQUASHED.get(_SEPARATORS.sub("", key))
-    if near is None:
-        import difflib  # receive's cold start does not pay for it; a debug call with a custom name does
-
-        close = difflib.get_close_matches(_SEPARATORS.sub("_", key), _NAMED, n=1, cutoff=NEAR_MISS)
-        near = close[0] if close else None
+    near = _near_miss(key)
     if near is None:
         return None
     advice = (f"{name!r} is sent as a custom event (action=conversion, site_event_name={name!r}), "
@@ -138,6 +135,23 @@ def _event_name(name: str) -> str | None:
         return advice
     # The events guide: a second event of a type ("Login2", type login) is reached only by its ref.
     return f"{advice}, or event_ref={ref!r} (action={ref}) if it is an event of yours defined in TUNE"
+
+
+def _near_miss(key: str) -> str | None:
+    """The pre-defined name a custom one is a near miss of, worked out once per distinct name
+    (up to NEAR_MISSES_CACHED remembered): difflib is most of a debug call's cost otherwise."""
+    if key in _NEAR_MISSES:
+        return _NEAR_MISSES[key]
+    near = _SQUASHED.get(_SEPARATORS.sub("", key))
+    if near is None:
+        import difflib  # receive's cold start does not pay for it; a debug call with a custom name does
+
+        close = difflib.get_close_matches(_SEPARATORS.sub("_", key)[:64], _NAMED, n=1, cutoff=NEAR_MISS)
+        near = close[0] if close else None
+    if len(_NEAR_MISSES) >= NEAR_MISSES_CACHED:
+        _NEAR_MISSES.clear()  # bounded; a flood of new names costs what it did uncached
+    _NEAR_MISSES[key] = near
+    return near
 
 
 def _site_spelling(raw: Mapping[str, object], event: events.Event) -> str | None:

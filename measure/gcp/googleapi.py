@@ -25,11 +25,13 @@ import requests
 from measure import retryafter
 
 CONNECT_TIMEOUT = 5.0
-# Statuses Google documents as worth retrying, whatever the body says.
-TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-# 409 is ABORTED (a conflict worth another try: publish and pull may answer it) or ALREADY_EXISTS
-# (a create that will not change): the error body's status tells them apart.
-TRANSIENT_CODES = frozenset({"ABORTED", "UNAVAILABLE", "RESOURCE_EXHAUSTED", "INTERNAL", "DEADLINE_EXCEEDED"})
+# Statuses Google documents as worth retrying, whatever the body says; 499 is CANCELLED.
+TRANSIENT_STATUSES = frozenset({408, 429, 499, 500, 502, 503, 504})
+# The codes Google's own Pub/Sub publisher retries (python-pubsub's transport defaults). 409 is
+# ABORTED (a conflict worth another try: publish and pull may answer it) or ALREADY_EXISTS (a
+# create that will not change): the error body's status tells them apart.
+TRANSIENT_CODES = frozenset({"ABORTED", "CANCELLED", "DEADLINE_EXCEEDED", "INTERNAL", "RESOURCE_EXHAUSTED",
+                             "UNAVAILABLE", "UNKNOWN"})
 _JSON = {"Content-Type": "application/json"}
 
 
@@ -81,23 +83,30 @@ class Api:
         self.backoff = backoff
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None, *, timeout: float,
-             retry: bool = True, what: str | None = None) -> dict[str, Any]:
-        """One API call. Transient failures (no answer, a failed token fetch, 408/409 ABORTED/429/5xx)
-        are tried again after a backoff pause until `timeout` seconds have passed, unless `retry`
-        is False; then DeadlineExceededError, or ApiError for an answer that will not change."""
+             retry: bool = True, what: str | None = None, attempt_timeout: float | None = None) -> dict[str, Any]:
+        """One API call. Transient failures (no answer, a failed token fetch, 408/409 ABORTED/429/
+        499/5xx) are tried again after a backoff pause until `timeout` seconds have passed, unless
+        `retry` is False; then DeadlineExceededError, or ApiError for an answer that will not change.
+
+        `attempt_timeout` bounds each attempt's wait for an answer (default: the whole `timeout`).
+        A read that times out closes its connection (urllib3 does not pool a connection whose
+        answer never came), so the next attempt goes out on a fresh one: one keep-alive connection
+        that stopped answering costs one attempt, not the caller's whole deadline."""
         what = what or f"{method} {path}"
         payload = None if body is None else json.dumps(body, separators=(",", ":")).encode()
         deadline = time.monotonic() + timeout
         retries = 0
+        last: ApiError | None = None
         while True:
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise DeadlineExceededError(what)
+            if remaining <= 0:  # a pause overslept (a busy machine): the last answer says more
+                raise last if last is not None else DeadlineExceededError(what)
             wait_at_least = None
+            read = remaining if attempt_timeout is None else min(attempt_timeout, remaining)
             try:
                 response = self.session.request(method, self.base_url + path, data=payload,
                                                 headers=_JSON if payload is not None else None,
-                                                timeout=(min(CONNECT_TIMEOUT, remaining), remaining),
+                                                timeout=(min(CONNECT_TIMEOUT, read), read),
                                                 allow_redirects=False)
             except requests.Timeout as exc:
                 error: ApiError = DeadlineExceededError(what)
@@ -121,6 +130,7 @@ class Api:
                 raise error
             time.sleep(pause)
             retries += 1
+            last = error
 
 
 def _answer_error(what: str, response: requests.Response) -> ApiError:
@@ -141,4 +151,9 @@ def pubsub(session: requests.Session | None = None, pool_size: int = 10) -> Api:
     measure.runtime) or a session of its own (the command-line tools)."""
     from measure.gcp import credentials
 
-    return Api(credentials.pubsub_url(), session if session is not None else credentials.pubsub_session(pool_size))
+    if session is None:
+        session = credentials.pubsub_session(pool_size)
+        # Pub/Sub is reached directly: no proxy, netrc or CA bundle from the environment (a stray
+        # HTTPS_PROXY or ~/.netrc would otherwise reroute or re-authenticate every publish).
+        session.trust_env = False
+    return Api(credentials.pubsub_url(), session)

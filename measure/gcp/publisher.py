@@ -6,13 +6,15 @@ answers 503 (receive) or raises so Eventarc redelivers (send). A partial success
 later is harmless: event ids are stable and the Measurement API deduplicates on transaction_id.
 
 Concurrent callers share Publish calls (a group commit). Up to MAX_CALLS_IN_FLIGHT calls a
-topic are made at once, each by a caller for its own messages; a caller arriving while all are in
-flight queues up, and whichever call returns first hands the next call to the first queued
-caller, who makes it for everyone then queued. Under load one call carries many requests'
+topic are made at once (so one call stuck on a dead connection does not stop the others), each
+by a caller for its own messages; a caller arriving while all are in flight queues up, and
+whichever call returns first hands the next call to the first queued caller, who makes it for
+everyone then queued. Under load one call carries many requests'
 messages; a caller alone is never held back by a batch timer; and no thread is left running
 after the request that made a call has its answer.
 Calls go over Pub/Sub's REST API on google-auth's session (measure.gcp.googleapi says why not the
-client library); transient failures are retried there within the caller's deadline.
+client library); transient failures are retried there within the caller's deadline, each
+attempt bounded by ATTEMPT_TIMEOUT so that a retry goes out on a fresh connection.
 """
 
 from __future__ import annotations
@@ -28,17 +30,25 @@ from measure.gcp import googleapi
 # What Pub/Sub carries: the data and its attributes. The pipeline's encodings produce these.
 Message = tuple[bytes, dict[str, str]]
 
-PUBLISH_TIMEOUT = 20.0  # seconds to wait for Pub/Sub's confirmation of a caller's messages
+# Seconds one attempt of a Publish call may wait for Pub/Sub's answer. Publish answers in tens of
+# milliseconds; an attempt that has not answered in this long is on a connection that stopped
+# answering, and the retry goes out on a fresh one (measure.gcp.googleapi.Api.call).
+ATTEMPT_TIMEOUT = 5.0
+# Seconds a caller waits for Pub/Sub's confirmation of its messages, all attempts together: one
+# attempt that hangs, the backoff pause, and one retry. receive answers 503 after it (the
+# telemetry server retries), send raises (Eventarc redelivers): neither should hold a thread longer.
+PUBLISH_TIMEOUT = 2 * ATTEMPT_TIMEOUT + 1.0
 MAX_PER_CALL = 1000  # Pub/Sub's limit of messages in one Publish request
 # Pub/Sub takes 10 MB a request; data travels base64-encoded (4/3), plus attributes and JSON.
 MAX_BYTES_PER_CALL = 6 * 1024 * 1024
-# One call in flight a topic: every caller that arrives meanwhile goes in the next call. Measured
-# on the emulator with 16 callers: 1 call in flight carried 8.5 messages a call (1,100-1,160 msg/s),
-# 2 carried 5.8 (935-994), 4 carried 3.3 (675-788); receive served 845 one-event requests/s at 1.06
-# ms of CPU each with 1, 686 at 1.23 ms with 2. Against the real service (tens of ms a call) a
-# busy caller waits at most about two calls, and one call a topic still moves 1,000 messages a
-# round trip, more than one instance's CPU can validate.
-MAX_CALLS_IN_FLIGHT = 1
+# Calls in flight a topic; every caller that arrives while all are in flight goes in the next
+# call. Two, not one: with one, a single call stuck on a dead connection held every caller of the
+# instance for its whole deadline (every receive 503, every send raising); with two, the other
+# slot keeps publishing meanwhile. Not more: measured on the emulator with 16 callers, 1 call in
+# flight carried 8.5 messages a call (1,100-1,160 msg/s), 2 carried 5.8 (935-994), 4 carried 3.3
+# (675-788); receive served 845 one-event requests/s at 1.06 ms of CPU each with 1, 686 at 1.23 ms
+# with 2. Against the real service (tens of ms a call) a busy caller waits at most about two calls.
+MAX_CALLS_IN_FLIGHT = 2
 
 
 class PublishError(RuntimeError):
@@ -84,14 +94,20 @@ class Publisher:
     def api(self) -> googleapi.Api:
         # Built on first publish: a send that only delivers never needs it. Read without the
         # lock once built: every Publish call asks for it.
+        # Built outside the lock the callers' bookkeeping takes: the build may fetch a token.
+        # (runtime's builder builds once for every caller; a tool's own may build twice, harmlessly.)
         if self._api is None:
+            api = self._build()
             with self._lock:
                 if self._api is None:
-                    self._api = self._build()
+                    self._api = api
         return self._api
 
-    def publish(self, topic: str, messages: list[Message], timeout: float = PUBLISH_TIMEOUT) -> list[str]:
-        """Publish every message and wait for all confirmations; PublishError if any failed."""
+    def publish(self, topic: str, messages: list[Message], timeout: float | None = None) -> list[str]:
+        """Publish every message and wait for all confirmations; PublishError if any failed. No
+        caller waits much longer than `timeout` (default PUBLISH_TIMEOUT) seconds."""
+        if timeout is None:
+            timeout = PUBLISH_TIMEOUT
         if not messages:
             return []
         if len(messages) > MAX_PER_CALL:
@@ -112,7 +128,7 @@ class Publisher:
             raise PublishError(topic, len(messages), len(messages), waiter.error)
         return waiter.ids  # type: ignore[return-value]  # no error: the lead's call set the ids
 
-    def publish_one(self, topic: str, message: Message, timeout: float = PUBLISH_TIMEOUT) -> str:
+    def publish_one(self, topic: str, message: Message, timeout: float | None = None) -> str:
         return self.publish(topic, [message], timeout)[0]
 
     def _publish_chunks(self, topic: str, messages: list[Message], timeout: float) -> list[str]:
@@ -169,10 +185,11 @@ class Publisher:
     def _send(self, topic: str, batch: list[_Waiter]) -> None:
         body = {"messages": [{"data": base64.b64encode(data).decode("ascii"), "attributes": attributes}
                              for waiter in batch for data, attributes in waiter.messages]}
-        timeout = max(waiter.deadline for waiter in batch) - time.monotonic()
+        # The earliest deadline of the batch: no caller waits past its own for the others'.
+        timeout = min(waiter.deadline for waiter in batch) - time.monotonic()
         try:
             response = self.api.call("POST", f"/v1/projects/{self.project}/topics/{topic}:publish", body,
-                                     timeout=timeout, what=f"publish to {topic}")
+                                     timeout=timeout, attempt_timeout=ATTEMPT_TIMEOUT, what=f"publish to {topic}")
             ids = response.get("messageIds") or []
             if len(ids) != len(body["messages"]):
                 raise googleapi.ApiError(f"publish to {topic}", 200,

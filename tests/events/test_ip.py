@@ -127,3 +127,29 @@ def test_ip_is_normalised(given, normalised):
 
 def test_ip_must_be_a_string():
     assert "must be a string" in only_problem("ip", ip=2936732175).problem
+
+
+@pytest.mark.parametrize(("ip", "reason"), [
+    ("2002:a00:1::1", "a 6to4 address carrying the IPv4 address 10.0.0.1, which is a private address"),
+    ("2002:c0a8:101::1", "carrying the IPv4 address 192.168.1.1, which is a private address"),
+    ("2002:7f00:1::", "carrying the IPv4 address 127.0.0.1, which is a loopback address"),
+    ("2002:a9fe:a9fe::1", "carrying the IPv4 address 169.254.169.254, which is a link-local address"),
+    ("2001:0:0a00:0001::f5ff:fffe", "a Teredo address carrying the IPv4 address 10.0.0.1, which is a private"),
+    ("64:ff9b::10.0.0.1", "'10.0.0.1' is a private address"),
+    ("64:ff9b::192.168.0.1", "'192.168.0.1' is a private address"),
+    ("64:ff9b:1::a00:1", "NAT64's local-use range"),
+    ("::10.0.0.1", "an IPv4-compatible address"),
+    ("::8.8.8.8", "an IPv4-compatible address"),
+    ("::ffff:0:10.0.0.1", "an IPv4-translated address"),
+])
+def test_an_ipv6_address_carrying_a_private_or_reserved_ipv4_one_is_refused(ip, reason):
+    assert accepted(ip) is None
+    assert reason in only_problem("ip", ip=ip).problem
+
+
+@pytest.mark.parametrize(("ip", "normal"), [
+    ("2002:0808:0808::1", "2002:808:808::1"),  # 6to4 of a public address
+    ("64:ff9b::8.8.8.8", "8.8.8.8"),  # NAT64 stands for the IPv4 address it carries
+])
+def test_an_ipv6_address_carrying_a_public_ipv4_one_is_accepted(ip, normal):
+    assert accepted(ip) == normal

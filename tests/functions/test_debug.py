@@ -276,3 +276,17 @@ def test_an_advertising_id_sent_while_its_user_limited_ad_tracking_is_warned_of(
     assert warnings_of(client, **{ad_id: value, flag: "0"}) == []
     answer = debug_answer(client, json=seed_form(**{ad_id: value, flag: True}))
     assert answer["events"][0]["request"][flag] == "1"  # the flag travels with the event
+
+
+def test_a_near_miss_of_a_predefined_name_is_worked_out_once_per_distinct_name(monkeypatch):
+    import difflib
+
+    calls = []
+    real = difflib.get_close_matches
+    monkeypatch.setattr(difflib, "get_close_matches", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    monkeypatch.setattr(debug, "_NEAR_MISSES", {})
+    config = config_module.load(base_env())
+    raw = [seed_form(user_id=f"u{i}", event_name="purchased" if i % 2 else "tutorial_completed") for i in range(1000)]
+    answer = debug.report(raw, config, time.time())
+    assert sorted(calls) == ["purchased", "tutorial_completed"]
+    assert "not as the pre-defined 'purchase'" in answer["events"][1]["warnings"][0]["warning"]

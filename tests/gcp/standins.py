@@ -106,19 +106,52 @@ class MetadataServer(StandIn):
 class PubsubStandIn(StandIn):
     """Pub/Sub's REST front end, scripted: `script` is a list of (status, error status name,
     headers) answered in turn to publish and pull calls, then 200 for good. Publish answers one
-    message id a message; pull answers `pull_messages`."""
+    message id a message; pull answers `pull_messages`.
+
+    `hang_publishes = n`: the next n publish calls get no answer (a keep-alive connection that
+    stopped answering) until `unhang()` or a minute; `hang_all_publishes()` hangs every one until
+    `unhang()`. `connections` tells the TCP connections the calls came on apart."""
 
     def __init__(self, script=(), pull_messages=()):
         self.script = list(script)
         self.pull_messages = list(pull_messages)
         self.ids = 0
+        self.hang_publishes = 0
+        self.hung = 0  # publish calls that got no answer
+        self._released = threading.Event()
         super().__init__()
+
+    def hang_all_publishes(self) -> None:
+        with self.lock:
+            self._released.clear()
+            self.hang_publishes = 10**9
+
+    def unhang(self) -> None:
+        """Stop hanging; the calls held so far are answered (long after their callers gave up)."""
+        with self.lock:
+            self.hang_publishes = 0
+            self._released.set()
+            self._released = threading.Event()
+
+    def close(self) -> None:
+        self.unhang()
+        super().close()
+
+    def _hang(self, path: str) -> None:
+        with self.lock:
+            if not (path.endswith(":publish") and self.hang_publishes > 0):
+                return
+            self.hang_publishes -= 1
+            self.hung += 1
+            released = self._released
+        released.wait(60)
 
     def calls(self, verb: str) -> list[tuple[float, dict]]:
         with self.lock:
             return [(at, headers) for at, _, path, headers, _ in self.requests if path.endswith(f":{verb}")]
 
     def answer(self, method, path, headers, body):
+        self._hang(path)
         with self.lock:
             scripted = self.script.pop(0) if self.script else None
         if scripted is not None:
@@ -132,3 +165,131 @@ class PubsubStandIn(StandIn):
         if path.endswith(":pull"):
             return 200, {"receivedMessages": self.pull_messages}, {}
         return 200, {}, {}
+
+
+class FakeSecretManager:
+    """Secret Manager at the client library's boundary: installed in place of
+    `google.cloud.secretmanager.SecretManagerServiceClient` (an instance is callable like the
+    class, and counts the clients built). access_secret_version answers like the service, a real
+    AccessSecretVersionResponse with payload.data and payload.data_crc32c, unless told otherwise:
+
+    - `fail`: every access raises ServiceUnavailable (503), as an unreachable service does;
+    - `stall`: seconds before each answer, bounded as the library bounds it by the call's
+      `timeout=` (then DeadlineExceeded), or by the library's default 60 s when none is passed;
+      `calm()` ends a stall in progress;
+    - `corrupt` flips a bit of the data; `omit_crc` leaves data_crc32c unset.
+
+    `accesses` lists the secret names asked for (one a call), `calls` each call's (name, timeout,
+    whether a retry was given), `tries` the RPCs made, retries included.
+    `state_path`: a JSON file of these settings, read before each access (how a test drives the
+    fake inside a function server it runs as a subprocess); `log_path`: a file each access
+    appends a line to (how it counts them there)."""
+
+    LIBRARY_DEFAULT_TIMEOUT = 60.0
+
+    def __init__(self, values: dict[str, str] | None = None, *, state_path: str | None = None,
+                 log_path: str | None = None):
+        self.values = dict(values or {})
+        self.fail = False
+        self.stall = 0.0
+        self.corrupt = False
+        self.omit_crc = False
+        self.accesses: list[str] = []
+        self.calls: list[tuple[str, float | None, bool]] = []
+        self.tries = 0  # RPCs, retries included
+        self.built: list[dict] = []
+        self.state_path = state_path
+        self.log_path = log_path
+        self._lock = threading.Lock()
+        self._calm = threading.Event()
+
+    def __call__(self, **kwargs) -> FakeSecretManager:  # SecretManagerServiceClient(...)
+        with self._lock:
+            self.built.append(kwargs)
+        return self
+
+    def calm(self) -> None:
+        self.stall = 0.0
+        self._calm.set()
+        self._calm = threading.Event()
+
+    def _load_state(self) -> None:
+        if self.state_path is None:
+            return
+        try:
+            with open(self.state_path) as state:
+                settings = json.load(state)
+        except (OSError, ValueError):
+            return
+        for name in ("values", "fail", "stall", "corrupt", "omit_crc"):
+            if name in settings:
+                setattr(self, name, settings[name])
+
+    def access_secret_version(self, request=None, *, timeout=None, retry=None, **kwargs):
+        """One call as the library makes it: tries under `retry` (by default the library's own:
+        UNAVAILABLE retried for 60 s), each bounded by `timeout` (by default 60 s)."""
+        from google.api_core import exceptions
+        from google.api_core import retry as retries
+
+        self._load_state()
+        name = request["name"]
+        with self._lock:
+            self.accesses.append(name)
+            self.calls.append((name, timeout, retry is not None))
+        if self.log_path is not None:
+            with open(self.log_path, "a") as log:
+                log.write(f"{time.time():.3f} {name}\n")
+        if retry is None:
+            retry = retries.Retry(predicate=retries.if_exception_type(exceptions.ServiceUnavailable),
+                                  initial=1.0, maximum=10.0, multiplier=1.3, timeout=self.LIBRARY_DEFAULT_TIMEOUT)
+        return retry(self._try)(name, self.LIBRARY_DEFAULT_TIMEOUT if timeout is None else float(timeout))
+
+    def _try(self, name: str, timeout: float):
+        from google.api_core import exceptions
+        from google.cloud import secretmanager
+
+        with self._lock:
+            self.tries += 1
+            calm = self._calm
+        if self.stall:
+            if not calm.wait(min(float(self.stall), timeout)) and self.stall >= timeout:
+                raise exceptions.DeadlineExceeded("Deadline Exceeded")
+        if self.fail:
+            raise exceptions.ServiceUnavailable("secret manager unreachable")
+        secret_id = name.split("/")[3]
+        if secret_id not in self.values:
+            raise exceptions.NotFound(f"Secret [{name}] not found or has no versions.")
+        data = self.values[secret_id].encode()
+        payload = secretmanager.SecretPayload(data=data)
+        if not self.omit_crc:
+            import google_crc32c
+
+            payload.data_crc32c = google_crc32c.value(data)
+        if self.corrupt:
+            payload.data = data[:-1] + bytes([data[-1] ^ 1])  # one bit flipped on the way
+        return secretmanager.AccessSecretVersionResponse(name=name.replace("latest", "1"), payload=payload)
+
+
+class PubsubProxy(PubsubStandIn):
+    """The Pub/Sub emulator behind a front end that can hang publish calls (`hang_publishes`,
+    `hang_all_publishes()`, `unhang()`, as PubsubStandIn): every other call, and every publish
+    not hung, is passed to the emulator at `emulator_host` and its answer passed back. A function
+    server in a subprocess is pointed at it with PUBSUB_EMULATOR_HOST=proxy.host."""
+
+    def __init__(self, emulator_host: str):
+        import requests
+        import requests.adapters
+
+        self.upstream = f"http://{emulator_host}"
+        self._session = requests.Session()
+        self._session.trust_env = False
+        self._session.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=64))
+        super().__init__()
+
+    def answer(self, method, path, headers, body):
+        self._hang(path)
+        forwarded = {name: value for name, value in headers.items() if name.lower() in ("content-type",)}
+        response = self._session.request(method, self.upstream + path, data=body or None, headers=forwarded,
+                                         timeout=30)
+        return response.status_code, response.content, {"Content-Type": response.headers.get(
+            "Content-Type", "application/json")}

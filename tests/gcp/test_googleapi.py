@@ -14,6 +14,7 @@ import requests
 
 from measure.dev.emulator import free_port
 from measure.gcp import googleapi
+from measure.gcp import publisher as publisher_module
 from measure.gcp.publisher import Publisher, PublishError
 from measure.gcp.subscriber import Subscriber
 from tests.gcp.standins import PubsubStandIn
@@ -133,3 +134,42 @@ def test_with_pubsub_emulator_host_set_calls_go_there_over_http_without_credenti
     [(_, headers)] = stand_in.calls("publish")
     assert headers.get("Authorization") is None
     assert googleapi.pubsub().base_url == f"http://{stand_in.host}"
+
+
+@pytest.mark.parametrize(("status", "code"), [(499, "CANCELLED"), (500, "UNKNOWN"), (500, "INTERNAL"),
+                                              (504, "DEADLINE_EXCEEDED"), (409, "ABORTED"),
+                                              (429, "RESOURCE_EXHAUSTED"), (503, "UNAVAILABLE")])
+def test_publish_retries_every_code_googles_publisher_retries(pubsub, status, code):
+    stand_in = pubsub([(status, code, {})])
+    assert Publisher("p").publish("t", [(b"a", {})], timeout=10) == ["0"]
+    assert len(stand_in.calls("publish")) == 2
+
+
+def test_cancelled_is_transient_whatever_the_status(pubsub):
+    stand_in = pubsub([(400, "CANCELLED", {})])
+    with pytest.raises(googleapi.ApiError) as caught:
+        googleapi.Api(stand_in.url, requests.Session()).call("POST", "/v1/x:publish", {}, timeout=10, retry=False)
+    assert caught.value.transient is True
+
+
+def test_a_publish_that_never_answers_is_retried_on_a_fresh_connection_within_the_deadline(pubsub, monkeypatch):
+    monkeypatch.setattr(publisher_module, "ATTEMPT_TIMEOUT", 0.5)
+    stand_in = pubsub()
+    stand_in.hang_publishes = 1
+    began = time.monotonic()
+    assert Publisher("p").publish("t", [(b"a", {})], timeout=5) == ["0"]
+    took = time.monotonic() - began
+    assert 0.5 <= took < 1.5, took  # one attempt's timeout, a pause, the retry: not the 5 s deadline
+    assert stand_in.hung == 1 and len(stand_in.calls("publish")) == 2
+    assert len(stand_in.connections) == 2, "the retry went out on the connection that hung"
+
+
+def test_the_pubsub_session_ignores_proxy_settings_in_the_environment(pubsub, monkeypatch):
+    stand_in = pubsub()
+    dead_proxy = f"http://127.0.0.1:{free_port()}"
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
+        monkeypatch.setenv(name, dead_proxy)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    assert Publisher("p").publish("t", [(b"a", {})], timeout=3) == ["0"]
+    assert len(stand_in.calls("publish")) == 1

@@ -4,6 +4,7 @@ callers sharing Publish calls, and failures reaching every caller without hangin
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -144,3 +145,68 @@ def test_callers_queued_behind_a_call_go_out_together_in_the_next_one(monkeypatc
 
     assert [len(c) for c in api.calls] == [1, 5]
     assert sorted(results) == list(range(6))
+
+
+def settled(call, *args):
+    """call(*args) in a thread whose outcome the test does not look at."""
+    try:
+        call(*args)
+    except PublishError:
+        pass
+
+
+class FirstCallStuckApi:
+    """A Publish endpoint whose first call is stuck (until released); every later call answers at once."""
+
+    def __init__(self):
+        self.release = threading.Event()
+        self.entered = threading.Event()
+        self.calls = 0
+        self.timeouts: list[float] = []
+
+    def call(self, method, path, body=None, *, timeout, **kwargs):
+        self.calls += 1
+        self.timeouts.append(timeout)
+        if self.calls == 1:
+            self.entered.set()
+            if not self.release.wait(timeout):
+                raise googleapi.DeadlineExceededError("publish")
+        return {"messageIds": [str(n) for n in range(len(body["messages"]))]}
+
+
+def test_one_stuck_call_does_not_hold_the_callers_behind_it():
+    api = FirstCallStuckApi()
+    publisher = Publisher("p", api)
+    stuck = threading.Thread(target=settled, args=(publisher.publish, "t", [(b"s", {})], 3))
+    stuck.start()
+    assert api.entered.wait(5)
+    try:
+        results = run_together(8, lambda i: publisher.publish("t", [(b"m%d" % i, {})], timeout=2))
+        assert all(r == ["0"] for r in results), results
+    finally:
+        api.release.set()
+        stuck.join(5)
+
+
+def test_a_shared_call_waits_no_longer_than_the_earliest_deadline_of_its_callers(monkeypatch):
+    monkeypatch.setattr(queue, "MAX_CALLS_IN_FLIGHT", 1)
+    api = HeldApi()
+    publisher = Publisher("p", api)
+    holder = threading.Thread(target=settled, args=(publisher.publish, "t", [(b"h", {})], 0.5))
+    holder.start()
+    assert api.entered.wait(5)
+    waited: list[float] = []
+
+    def short(i: int):
+        start = time.monotonic()
+        try:
+            return publisher.publish("t", [(b"q%d" % i, {})], timeout=1.0 if i == 0 else 30)
+        finally:
+            waited.append(time.monotonic() - start)
+
+    results = run_together(3, short)
+    holder.join(5)
+    # The first call timed out at 0.5 s; the next one carried all three and was given the
+    # earliest remaining deadline, not the latest (30 s).
+    assert all(isinstance(r, PublishError) for r in results), results
+    assert max(waited) < 2.0, waited

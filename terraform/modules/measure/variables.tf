@@ -178,8 +178,8 @@ variable "secret_ttl_seconds" {
   nullable    = false
 
   validation {
-    condition     = var.secret_ttl_seconds == floor(var.secret_ttl_seconds) && var.secret_ttl_seconds >= 0 && var.secret_ttl_seconds <= 86400
-    error_message = "secret_ttl_seconds must be a whole number between 0 and 86400."
+    condition     = var.secret_ttl_seconds == floor(var.secret_ttl_seconds) && var.secret_ttl_seconds >= 0 && var.secret_ttl_seconds <= 900
+    error_message = "secret_ttl_seconds must be a whole number between 0 and 900 (MEASURE_SECRET_TTL's limit: a revoked token must stop working soon)."
   }
 }
 

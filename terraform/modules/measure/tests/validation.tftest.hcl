@@ -156,7 +156,7 @@ run "refuses_secret_ttl_seconds" {
   command = plan
 
   variables {
-    secret_ttl_seconds = 86401
+    secret_ttl_seconds = 901
   }
 
   expect_failures = [var.secret_ttl_seconds]
