@@ -330,7 +330,8 @@ def parse_port(raw: str, source: str) -> int:
 class DevStack:
     """Start with `DevStack(config).start()` or `with DevStack(config) as stack:`. Attributes:
     `webhook_url`, `receive_url`, `send_url`, `sweep_url`, `sandbox_url` (None with the real
-    API), `endpoint`, `token`, `emulator_host`, `project`, `topology`, `logs` (name -> Path)."""
+    API), `endpoint`, `token`, `emulator_host`, `project`, `topology`, `logs` (name -> Path),
+    `relay` (the running PushRelay that pushes send) and, once stopped, `relay_figures`."""
 
     def __init__(self, config: DevConfig | None = None):
         self.config = config or DevConfig()
