@@ -475,10 +475,12 @@ class DevStack:
         return groups + ([self.emulator.proc.pid] if self.emulator else [])
 
     def _start_relay(self, topology: Topology) -> None:
-        # Started and recorded with stop signals held back, like a process: a relay thread that
-        # `stop` does not know of would keep pulling until this process exits.
+        # Its subscription is created first: a call to the emulator, which a Ctrl-C may cut short.
+        # The relay's threads are started and recorded with stop signals held back, like a
+        # process: a relay thread that `stop` does not know of would keep pulling until this exits.
+        relay = PushRelay.subscribe(topology, self.send_url + "/", idle_wait=RELAY_IDLE_WAIT)
         with STOP.deferred():
-            self.relay = relay = PushRelay.subscribe(topology, self.send_url + "/", idle_wait=RELAY_IDLE_WAIT).start()
+            self.relay = relay.start()
         self.logs["relay"].write_text(
             f"pulling {relay.subscription}, pushing each message to {relay.endpoint} as Eventarc does "
             f"(a binary-mode CloudEvent), up to {relay.outstanding} at once; its figures at the stop:\n")
