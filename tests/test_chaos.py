@@ -2,16 +2,16 @@
 
 An event answered 202 reaches the Measurement API exactly once as the API sees it: every accepted
 id is accepted by the sandbox, none twice as new (repeats come back as recognised duplicates), and
-nothing lands in the dead letters. Everything is real except the API: the Pub/Sub emulator with a
-push subscription standing in for Eventarc, functions-framework servers for receive, send and
+nothing lands in the dead letters. Everything is real except the API: the Pub/Sub emulator with
+measure/dev/pushrelay.py standing in for Eventarc, functions-framework servers for receive, send and
 sweep, and the sandbox failing ~half of all calls (5xx, 429, timeouts, dropped connections, then a
 full outage window) while `send` is killed with SIGKILL mid-flight and restarted on its port.
 
     MEASURE_CHAOS_FULL=1      the full run (5,000 events; `make chaos`); default a reduced one
     MEASURE_CHAOS_EVENTS=N    override the number of events
-    MEASURE_CHAOS_PUSH=relay  Eventarc's stand-in is measure/dev/pushrelay.py (up to 64 pushes outstanding,
-                              as the real push keeps many) instead of the emulator's push
-                              subscription (`emulator`, the default: about two outstanding, so a
+    MEASURE_CHAOS_PUSH=relay  (the default) Eventarc's stand-in is measure/dev/pushrelay.py (binary-mode
+                              CloudEvents, up to 64 pushes outstanding, as the real push keeps many);
+                              `emulator`: the emulator's push subscription (legacy envelope, two outstanding, so a
                               slow API makes it, not measure, the drain's limit)
 
 The servers run main.py as deployed, with the timing settings an operator has shortened to their
@@ -66,9 +66,9 @@ from tests.test_logscan import leaks
 
 FULL = os.environ.get("MEASURE_CHAOS_FULL", "").strip() not in ("", "0")
 EVENTS = int(os.environ.get("MEASURE_CHAOS_EVENTS") or (5000 if FULL else 300))
-PUSH = os.environ.get("MEASURE_CHAOS_PUSH", "").strip() or "emulator"
+PUSH = os.environ.get("MEASURE_CHAOS_PUSH", "").strip() or "relay"
 if PUSH not in ("emulator", "relay"):
-    raise ValueError(f"MEASURE_CHAOS_PUSH is {PUSH!r}: it must be `emulator` (the default) or `relay`")
+    raise ValueError(f"MEASURE_CHAOS_PUSH is {PUSH!r}: it must be `relay` (the default) or `emulator`")
 
 API_TIMEOUT = 1  # MEASURE_API_TIMEOUT: the client's read timeout in send and sweep, seconds
 COOLDOWN = 1  # MEASURE_BREAKER_COOLDOWN: the circuit's cooldown (and an event's wait around it), seconds

@@ -179,8 +179,8 @@ def terraform_accepts(workdir, url: str) -> bool:
 
 
 def test_terraform_gives_the_same_verdict_on_every_case(tmp_path):
-    block = re.search(r'^variable "endpoint_override" \{.*?^\}', (REPO / "terraform" / "modules" / "measure" / "variables.tf").read_text(),
-                      re.S | re.M)
+    module_variables = REPO / "terraform" / "modules" / "measure" / "variables.tf"
+    block = re.search(r'^variable "endpoint_override" \{.*?^\}', module_variables.read_text(), re.S | re.M)
     assert block, "terraform/modules/measure/variables.tf has no endpoint_override variable"
     (tmp_path / "main.tf").write_text(block.group(0) + "\n")
     cases = [*ENDPOINT_CASES, *((url, False) for url in LOCAL_ONLY)]

@@ -1,7 +1,12 @@
 """The whole pipeline on one machine: what `make run` (`python -m measure dev`) starts.
 
-    Pub/Sub emulator  + measure's topics, and a push subscription measure-events -> send
-                        (the local stand-in for the Eventarc trigger)
+    Pub/Sub emulator  + measure's topics and subscriptions
+    push relay        the local stand-in for the Eventarc trigger (measure/dev/pushrelay.py, a thread
+                        of this process): pulls measure-events and POSTs each message to send as
+                        Eventarc does, a binary-mode CloudEvent, many at once. Not the emulator's
+                        own push subscription: that POSTs Pub/Sub push's legacy envelope, which
+                        functions-framework answers 400 for a message without data before send
+                        runs, and keeps about two pushes in flight.
     sandbox           stand-in for the Measurement API (skipped when MEASURE_ENDPOINT,
                         MEASURE_CONSUMER_KEY and MEASURE_PRIVATE_KEY point at the real one)
     receive, send, sweep   real functions-framework servers on main.py
@@ -58,11 +63,16 @@ from measure.dev.emulator import (
     started_at,
     stop_group,
 )
+from measure.dev.pushrelay import PushRelay
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MAIN_PY = REPO_ROOT / "main.py"
 SERVER_START_TIMEOUT = 30.0
 SERVER_STOP_GRACE = 3.0
+# The push relay's wait after a pull that found nothing: at the relay's default (50 ms) an idle
+# stack keeps the emulator's JVM at about a fifth of a core; at this, about 5 %, and an event published
+# into an idle stack waits at most this long for its push (a busy one none: its pulls find messages).
+RELAY_IDLE_WAIT = 0.5
 
 # component -> default port; each can be changed by --<name>-port or MEASURE_DEV_<NAME>_PORT.
 DEFAULT_PORTS = {"receive": 8080, "send": 8081, "sweep": 8082, "sandbox": 8090, "emulator": 8085}
@@ -320,7 +330,8 @@ def parse_port(raw: str, source: str) -> int:
 class DevStack:
     """Start with `DevStack(config).start()` or `with DevStack(config) as stack:`. Attributes:
     `webhook_url`, `receive_url`, `send_url`, `sweep_url`, `sandbox_url` (None with the real
-    API), `endpoint`, `token`, `emulator_host`, `project`, `topology`, `logs` (name -> Path)."""
+    API), `endpoint`, `token`, `emulator_host`, `project`, `topology`, `logs` (name -> Path),
+    `relay` (the running PushRelay that pushes send) and, once stopped, `relay_figures`."""
 
     def __init__(self, config: DevConfig | None = None):
         self.config = config or DevConfig()
@@ -342,9 +353,12 @@ class DevStack:
         self.sandbox_page_url = None if c.real_api else base["sandbox"] + "/_sandbox"
         self.endpoint = c.endpoint or f"{base['sandbox']}/serve"
         self.logs = {name: self.log_dir / f"{name}.log"
-                     for name in ("emulator", *(() if c.real_api else ("sandbox",)), *FUNCTIONS, "scheduler")}
+                     for name in ("emulator", *(() if c.real_api else ("sandbox",)), *FUNCTIONS, "scheduler", "relay")}
         self.emulator: Emulator | None = None
         self.topology: Topology | None = None
+        self.relay: PushRelay | None = None
+        # What the relay counted when it stopped (its figures()), for the run's last lines.
+        self.relay_figures: dict[str, Any] | None = None
         self.services: dict[str, Service] = {}
         self._scheduler: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -402,8 +416,8 @@ class DevStack:
                 service.wait_ready(deadline)
             self.emulator.wait_ready()
             self.topology = create_topology(self.project, emulator_host=self.emulator_host,
-                                            push_endpoint=self.send_url + "/", names=self.config.names,
-                                            replay=True)
+                                            names=self.config.names, replay=True)
+            self._start_relay(self.topology)
             self._scheduler = threading.Thread(target=self._schedule_sweeps, name="sweep-scheduler", daemon=True)
             self._scheduler.start()
         except BaseException:
@@ -424,14 +438,24 @@ class DevStack:
         self._stopping.set()
         if self._scheduler:
             self._scheduler.join(timeout=5)
-        # In parallel: each group is independent, and Ctrl-C should not wait for the sum.
-        stoppers: list[Service | Emulator] = [*self.services.values(), *([self.emulator] if self.emulator else [])]
+        # In parallel: each group is independent, and Ctrl-C should not wait for the sum. The relay
+        # stops beside send (whose end cuts its pushes in flight short, so it is not waited for) but
+        # before the emulator, which it tells what it pushed and what it hands back.
+        stoppers: list[Callable[[], None]] = [s.stop for s in self.services.values()]
         problems = []
-        with ThreadPoolExecutor(max_workers=len(stoppers) or 1) as pool:
-            for future in [pool.submit(s.stop) for s in stoppers]:
+        with ThreadPoolExecutor(max_workers=len(stoppers) + 1) as pool:
+            relay_stopped = pool.submit(self._stop_relay)
+            futures = [relay_stopped, *(pool.submit(stop) for stop in stoppers)]
+            if self.emulator:
+                def stop_emulator(emulator: Emulator = self.emulator) -> None:
+                    relay_stopped.exception()  # waits for the relay, whatever its outcome
+                    emulator.stop()
+
+                futures.append(pool.submit(stop_emulator))
+            for future in futures:
                 try:
                     future.result()
-                except EmulatorError as e:
+                except (EmulatorError, DevStackError) as e:
                     problems.append(str(e))
         self.services.clear()
         self.emulator = None
@@ -449,6 +473,31 @@ class DevStack:
     def process_groups(self) -> list[int]:
         groups = [s.proc.pid for s in self.services.values()]
         return groups + ([self.emulator.proc.pid] if self.emulator else [])
+
+    def _start_relay(self, topology: Topology) -> None:
+        # Its subscription is created first: a call to the emulator, which a Ctrl-C may cut short.
+        # The relay's threads are started and recorded with stop signals held back, like a
+        # process: a relay thread that `stop` does not know of would keep pulling until this exits.
+        relay = PushRelay.subscribe(topology, self.send_url + "/", idle_wait=RELAY_IDLE_WAIT)
+        with STOP.deferred():
+            self.relay = relay.start()
+        self.logs["relay"].write_text(
+            f"pulling {relay.subscription}, pushing each message to {relay.endpoint} as Eventarc does "
+            f"(a binary-mode CloudEvent), up to {relay.outstanding} at once; its figures at the stop:\n")
+
+    def _stop_relay(self) -> None:
+        """Stop the relay's threads (pull loop and pushes) and record its figures."""
+        relay, self.relay = self.relay, None
+        if relay is None:
+            return
+        try:
+            relay.stop()
+        except Exception as e:  # its own check that the pull loop ended, or a failed close
+            raise DevStackError(f"push relay did not stop cleanly: {e!r}") from e
+        finally:
+            self.relay_figures = relay.figures()
+            with contextlib.suppress(OSError), open(self.logs["relay"], "a") as log:
+                log.write(json.dumps(self.relay_figures) + "\n")
 
     def _start(self, launch: Callable[[], Service]) -> None:
         # Launched and recorded with stop signals held back: a Ctrl-C in between would leave a
@@ -580,7 +629,8 @@ class DevStack:
         else:
             lines += [f"Measurement API {self.endpoint}  (real: no sandbox)"]
         lines += [
-            f"send           {self.send_url}/  (push subscription {self.config.names.events_push_subscription})",
+            f"send           {self.send_url}/  (pushed by a relay standing in for Eventarc: binary-mode CloudEvents"
+            + (f" from {self.relay.subscription}, up to {self.relay.outstanding} in flight)" if self.relay else ")"),
             f"sweep          POST {self.sweep_url}/  (every {self.config.sweep_every:g} s)",
             f"Pub/Sub        {self.emulator_host}  project {self.project}",
             "logs           " + "\n               ".join(str(p) for p in self.logs.values()),
@@ -687,6 +737,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             status = 1
         else:
             say("Stopped; no process left behind.")
+        if stack.relay_figures is not None:
+            figures = stack.relay_figures
+            say(f"Push relay: {figures['pulled']} pushed, {figures['acked']} acknowledged, "
+                f"{figures['released']} handed back for redelivery" + "".join(
+                    f"; {name} {value}" for name in ("failed pushes", "errors") if (value := figures[name])))
         STOP.uninstall()
     return status
 

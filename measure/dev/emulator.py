@@ -289,7 +289,10 @@ class Names:
     dead_letter_topic: str = "measure-dead-letter"
     retry_subscription: str = "measure-retry-sweeper"
     dead_letter_subscription: str = "measure-dead-letter-hold"
-    # Local stand-in for the Eventarc trigger that runs `send`.
+    # The emulator's own push subscription to `send`, for the tests and benches that choose it
+    # (create_topology(push_endpoint=...)); it POSTs Pub/Sub push's legacy envelope, not Eventarc's
+    # CloudEvent. Eventarc's stand-in (measure/dev/pushrelay.py, what `make run` uses) pulls from
+    # a pull subscription of this name plus "-relay".
     events_push_subscription: str = "measure-events-push"
     # Tests only: a pull subscription on measure-events to read back what `receive` published.
     events_tap_subscription: str = "measure-events-tap"
@@ -391,8 +394,12 @@ class Topology:
 def create_topology(project: str, *, emulator_host: str, push_endpoint: str | None = None,
                     names: Names | None = None, tap: bool = False, replay: bool = False) -> Topology:
     """Create measure's topics and subscriptions on the emulator; existing ones are kept (and an
-    existing push subscription is re-pointed at `push_endpoint`). `replay` adds the replay
-    subscription (make run has it; tests ask for it, since it keeps a copy of every message)."""
+    existing push subscription is re-pointed at `push_endpoint`). `push_endpoint` makes the
+    emulator push measure-events itself: Pub/Sub push's legacy envelope (functions-framework answers
+    400 for a message without data before `send` runs) and about two pushes in flight. Without it,
+    `PushRelay.subscribe(topology, url)` pushes as Eventarc does; use one or the other, not both.
+    `replay` adds the replay subscription (make run has it; tests ask for it, since it keeps a copy
+    of every message)."""
     import requests
 
     from measure.dev import pubsub_admin as admin

@@ -1,7 +1,9 @@
-"""The local stack (`make run`): configuration and port checks, then the whole pipeline end to end."""
+"""The local stack (`make run`): configuration and port checks, then the whole pipeline end to end,
+with send pushed as Eventarc pushes it (measure/dev/pushrelay.py), not by the emulator."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -9,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -194,13 +197,18 @@ def test_a_recycled_pid_is_left_alone(tmp_path):
 # ---------------------------------------------------------------- end to end
 
 
+def relay_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("push-relay")]
+
+
 @pytest.mark.slow
 @pytest.mark.emulator
-def test_the_seed_event_and_a_second_one_reach_the_sandbox(tmp_path):
+def test_the_seed_event_and_a_second_one_reach_the_sandbox_and_a_message_without_data_is_dead_lettered(tmp_path):
     stack = DevStack(config(tmp_path, sweep_every=1.0))
     stack.start()
     groups = stack.process_groups()
     ports = dict(stack.config.ports)
+    names = stack.config.names
     try:
         print(f"stack up in {stack.start_seconds:.1f} s (emulator {stack.emulator.start_seconds:.1f} s)")
         now = int(time.time())
@@ -232,8 +240,39 @@ def test_the_seed_event_and_a_second_one_reach_the_sandbox(tmp_path):
         while "200 {" not in stack.logs["scheduler"].read_text() and time.monotonic() < deadline:
             time.sleep(0.2)
         assert "200 {" in stack.logs["scheduler"].read_text(), "the local scheduler never got a 200 from sweep"
+
+        # Nothing pushes measure-events but the relay: every subscription on it is a pull one (the
+        # relay's, and the replay subscription that only `python -m measure replay` reads).
+        emulator = f"http://{stack.emulator_host}/v1"
+        readers = requests.get(f"{emulator}/projects/{stack.project}/topics/{names.events_topic}/subscriptions",
+                               timeout=10).json()["subscriptions"]
+        push_configs = [requests.get(f"{emulator}/{name}", timeout=10).json().get("pushConfig") for name in readers]
+        assert all(not config for config in push_configs), (readers, push_configs)
+        assert any(name.endswith(names.events_topic + "-push-relay") for name in readers), readers
+
+        # A message with no data (only attributes) on measure-events: Eventarc's CloudEvent leaves
+        # message.data out (functions-framework answers 400 for the legacy envelope of such a push
+        # before send runs; the emulator's own push happened to send "data": "") and send
+        # dead-letters it as undecodable, once.
+        assert stack.topology is not None
+        stack.topology.publish(names.events_topic, b"", origin="a test")
+        [letter] = stack.topology.pull(names.dead_letter_subscription, timeout=30)
+        body = json.loads(letter.message.data)
+        assert body["dead"]["kind"] == "undecodable" and body["event"] is None and base64.b64decode(body["raw"]) == b""
+        assert dict(letter.message.attributes) == {"origin": "a test", "kind": "undecodable"}
+        time.sleep(1)  # a redelivery (a push not acknowledged) would be pushed again by now
+        assert stack.topology.pull(names.dead_letter_subscription, timeout=1, expect=1) == []
+
+        # Each of the three was one push, a binary-mode CloudEvent from the relay, answered 2xx.
+        relay = stack.relay
+        assert relay is not None and relay.endpoint == stack.send_url + "/"
+        assert (relay.pulled, relay.acked, relay.released, dict(relay.failures)) == (3, 3, 0, {})
+        assert f"from {relay.subscription}" in stack.summary()
+        assert relay_threads()
     finally:
         stack.stop()
+    assert relay_threads() == [] and stack.relay is None
+    assert stack.relay_figures is not None and stack.relay_figures["acked"] == 3
     assert [g for g in groups if group_members(g)] == []
     assert not any(accepts_connections(p) for p in ports.values())  # nothing listens any more
     assert not (stack.state_dir / "pids.json").exists()
@@ -264,11 +303,11 @@ class PipedRun:
     """`python -m measure dev` on free ports piped into `tee`, as `make run 2>&1 | tee run.log`
     runs it in a terminal (see TERMINAL)."""
 
-    def __init__(self, tmp_path: Path):
+    def __init__(self, tmp_path: Path, *, seed: bool = False):
         self.state = tmp_path / ".run"
         self.ports = free_ports()
         self.out = tmp_path / "run.log"
-        args = ["--state-dir", str(self.state), "--no-seed"]
+        args = ["--state-dir", str(self.state), *(() if seed else ("--no-seed",))]
         for name, port in self.ports.items():
             args += [f"--{name}-port", str(port)]
         self.terminal = subprocess.Popen(
@@ -336,6 +375,32 @@ def piped_run(tmp_path):
     run = PipedRun(tmp_path)
     yield run
     run.close()
+
+
+@pytest.mark.slow
+@pytest.mark.emulator
+def test_make_run_delivers_the_seed_event_through_the_relay(tmp_path):
+    """`python -m measure dev` as `make run` runs it: the seed event reaches the sandbox through
+    the Eventarc stand-in, whose figures the run prints when it stops."""
+    run = PipedRun(tmp_path, seed=True)
+    try:
+        run.wait_running()
+        text = run.text()
+        assert "The sandbox received it after" in text and "answered 200 accepted" in text, text
+        assert "pushed by a relay standing in for Eventarc: binary-mode CloudEvents" in text, text
+        [event_id] = json.loads(text.split("receive answered 202: ", 1)[1].splitlines()[0])["event_ids"]
+        os.kill(run.dev.pid, signal.SIGINT)
+        assert run.terminal.wait(timeout=60) == 0, run.text()
+        text = run.text()
+        assert "Stopped; no process left behind.\nPush relay: 1 pushed, 1 acknowledged, 0 handed back" in text, text
+        assert run.leftovers() == []
+        # send's log: the one message it was pushed was the seed event, delivered at its first attempt.
+        lines = [json.loads(line) for line in (run.state / "logs" / "send.log").read_text().splitlines()
+                 if line.startswith("{")]
+        deliveries = [line for line in lines if line.get("message") == "delivery"]
+        assert [(d["event_id"], d["outcome"]) for d in deliveries] == [(event_id, "delivered")], deliveries
+    finally:
+        run.close()
 
 
 @pytest.mark.slow

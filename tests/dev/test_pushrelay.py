@@ -8,6 +8,7 @@ import time
 from collections import Counter
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
 
 from cloudevents.http import from_http
 
@@ -88,3 +89,29 @@ def test_the_push_relay_acknowledges_a_success_and_redelivers_a_failure(make_top
         assert push["ce"] == {"ce-specversion": "1.0", "ce-id": message["messageId"], "ce-type": CLOUD_EVENT_TYPE,
                               "ce-source": f"//pubsub.googleapis.com/{relay.topic}", "ce-time": message["publishTime"]}
     assert relay.topic == topology.topic_path(topology.names.events_topic)
+
+
+class _EmptySubscriber:
+    """A subscription that never has a message; counts the pulls."""
+
+    def __init__(self):
+        self.pulls = 0
+
+    def pull(self, request, timeout):
+        self.pulls += 1
+        return SimpleNamespace(received_messages=[])
+
+    def close(self):
+        pass
+
+
+def test_an_idle_relay_pulls_again_only_after_its_idle_wait_and_stops_at_once():
+    subscriber = _EmptySubscriber()
+    relay = PushRelay("projects/p/subscriptions/s", "http://127.0.0.1:1/", subscriber, topic=TOPIC,
+                      idle_wait=0.5).start()
+    time.sleep(1.2)
+    began = time.monotonic()
+    relay.stop()
+    assert time.monotonic() - began < 0.3  # the stop does not wait out the idle wait
+    assert 2 <= subscriber.pulls <= 4  # at 0, 0.5 and 1.0 s (the default 50 ms: about 24)
+    assert (relay.pulled, dict(relay.errors)) == (0, {})
