@@ -307,7 +307,6 @@ class Names:
         }
 
 
-RETRY_ACK_DEADLINE = 60
 PUSH_ACK_DEADLINE = 60
 
 
@@ -405,7 +404,9 @@ def create_topology(project: str, *, emulator_host: str, push_endpoint: str | No
         def subscribe(name: str, topic: str, **extra) -> None:
             admin.create_subscription(api, topology.subscription_path(name), topology.topic_path(topic), **extra)
 
-        subscribe(names.retry_subscription, names.retry_topic, ack_deadline_seconds=RETRY_ACK_DEADLINE)
+        from measure.functions.sweep import ACK_DEADLINE_S  # sweep's, as terraform/pubsub.tf sets it
+
+        subscribe(names.retry_subscription, names.retry_topic, ack_deadline_seconds=int(ACK_DEADLINE_S))
         subscribe(names.dead_letter_subscription, names.dead_letter_topic)
         if push_endpoint:
             subscribe(names.events_push_subscription, names.events_topic,

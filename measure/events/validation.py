@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
+from measure.config import Config
 from measure.events.event import Event
 from measure.events.fields import (
     CORE_FIELDS,
@@ -39,7 +40,7 @@ from measure.events.problems import Bad, InvalidEvents, Problem, clip, duration,
 
 # Allowed clock skew of the telemetry server, ahead of ours.
 MAX_FUTURE = 300
-DEFAULT_MAX_AGE = 30 * 86400
+DEFAULT_MAX_AGE = Config.event_max_age  # MEASURE_EVENT_MAX_AGE's default: measure.config owns it
 
 _REQUIRED = frozenset(REQUIRED_FIELDS)
 _CORE = frozenset(CORE_FIELDS)
