@@ -1,5 +1,6 @@
 """runtime.py: the objects an instance shares, built once, the way the entry points use them."""
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 from measure import runtime
@@ -38,3 +39,21 @@ def test_sweeps_attempts_in_flight_each_keep_their_connection(monkeypatch):
     finally:
         sandbox.stop()
         runtime.reset()
+
+
+def test_threads_are_functions_frameworks(monkeypatch):
+    monkeypatch.setenv("THREADS", "1")
+    assert runtime.threads() == 1
+    monkeypatch.delenv("THREADS")
+    assert runtime.threads() == (os.cpu_count() or 1) * 4  # functions-framework's default
+
+
+def test_reset_forgets_every_built_object(monkeypatch):
+    for name, value in base_env().items():
+        monkeypatch.setenv(name, value)
+    runtime.reset()
+    built = runtime.config(), runtime.delivery(), runtime.sender()
+    runtime.reset()
+    assert all(old is not new for old, new in zip(built, (runtime.config(), runtime.delivery(), runtime.sender()),
+                                                  strict=True))
+    runtime.reset()

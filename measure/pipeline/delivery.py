@@ -64,7 +64,6 @@ class Delivery:
         publisher: Publisher,
         breaker: CircuitBreaker | None = None,
         clock: Callable[[], float] = time.time,
-        schedule: tuple[float, ...] | None = None,
         limit: ConcurrencyLimit | None = None,
     ):
         self.config = config
@@ -73,7 +72,7 @@ class Delivery:
         self.breaker = breaker or CircuitBreaker(cooldown=config.breaker_cooldown)
         self.limit = limit or ConcurrencyLimit()
         self.clock = clock
-        self.schedule = schedule or config.retry_schedule
+        self.schedule = config.retry_schedule
 
     def attempt(self, envelope: Envelope, component: str, wait: float | None = None) -> Handled:
         """One attempt, if the breaker and the concurrency limit let it out; `wait` bounds the
