@@ -357,11 +357,16 @@ class Topology:
         finally:
             publisher.transport.close()
 
+    def _subscriber(self):
+        """The independent reader: google-cloud-pubsub's SubscriberClient (measure.gcp's Subscriber
+        answers to the same calls, for a backend that speaks only REST)."""
+        return subscriber_client(self.emulator_host)
+
     def pull(self, subscription: str, *, max_messages: int = 100, timeout: float = 5.0, expect: int = 1,
              ack: bool = True) -> list:
         """Pull until at least `expect` messages arrived or `timeout` passed; returns the
         `ReceivedMessage`s (`.message.data`, `.message.attributes`, `.message.message_id`)."""
-        subscriber = subscriber_client(self.emulator_host)
+        subscriber = self._subscriber()
         path = self.subscription_path(subscription)
         received: list = []
         deadline = time.monotonic() + timeout
