@@ -19,7 +19,7 @@ def test_each_shared_object_is_built_once(monkeypatch):
 
 def test_sweeps_attempts_in_flight_each_keep_their_connection(monkeypatch):
     """sweep runs with THREADS=1 but makes up to the concurrency limit's 64 attempts at once: a pool
-    sized by THREADS opened and dropped a connection for most of them (1,121 for 10,000 events)."""
+    sized by THREADS opened and dropped a connection for most of them (benchmarks/RESULTS.md)."""
     sandbox = Sandbox({CONSUMER_KEY: PRIVATE_KEY}, advertiser_id=ADVERTISER, faults={"latency_ms": 20}).start()
     try:
         for name, value in {**base_env(sandbox.serve_url), "THREADS": "1"}.items():
