@@ -107,4 +107,4 @@ chaos: $(VENV)/.stamp
 	MEASURE_CHAOS_FULL=1 MEASURE_CHAOS_PUSH=$(CHAOS_PUSH) $(PY) -m pytest tests/test_chaos.py -s
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache .hypothesis .run
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache .mypy_cache .hypothesis .run
