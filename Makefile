@@ -37,7 +37,7 @@ TF_PROBE = mkdir -p .run; mode=$(TF_MODE); \
 # The seed's Go signing example, which `make bench` compares against (benchmarks/signing.py).
 GO_REFERENCE ?= ../shared/reference/reqcrypt
 
-.PHONY: run test lint tf-check pytest bench chaos clean prereqs
+.PHONY: run test unit lint tf-check pytest bench chaos clean prereqs
 
 # A stamp per requirements set: the venv is rebuilt only when the pins change.
 $(VENV)/.stamp: requirements.txt requirements-dev.txt | prereqs
@@ -96,6 +96,11 @@ pytest: $(VENV)/.stamp
 	if [ "$$mode" = offline ] && [ -n "$(TF_OFFLINE)" ]; then export TF_OFFLINE="$(TF_OFFLINE)"; fi; \
 	set -x; $(PY) -m pytest $(PYTEST_ARGS)
 
+# The fast tier, to run while editing: no Pub/Sub emulator (so neither Java nor gcloud) and nothing
+# slow. The functions' and pipeline's tests run on the in-memory Pub/Sub (measure/dev/memorypubsub.py).
+unit: PYTEST_ARGS := -m "not emulator and not slow" $(PYTEST_ARGS)
+unit: pytest
+
 bench: $(VENV)/.stamp
 	MEASURE_GO_REFERENCE=$(abspath $(GO_REFERENCE)) $(PY) -m benchmarks
 
@@ -109,4 +114,4 @@ chaos: $(VENV)/.stamp
 	MEASURE_CHAOS_FULL=1 MEASURE_CHAOS_PUSH=$(CHAOS_PUSH) $(PY) -m pytest tests/test_chaos.py tests/test_chaos_dependencies.py -s
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache .hypothesis .run
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache .mypy_cache .hypothesis .run

@@ -14,8 +14,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from measure.pipeline.retry import SCHEDULE
-
 DEFAULT_ENDPOINT = "https://{advertiser_id}.measure.mobileapptracking.com/serve"
 # Pub/Sub keeps an unacknowledged message for at most 31 days; retrying longer than that is a lie.
 MAX_RETENTION = 31 * 86400
@@ -134,8 +132,9 @@ class Config:
     api_timeout: int = 10
     # Seconds the circuit stays open (and an event routed around it waits) once the API keeps failing.
     breaker_cooldown: int = 30
-    # Seconds to wait after each failed attempt of an event (the last step repeats).
-    retry_schedule: tuple[float, ...] = SCHEDULE
+    # Seconds to wait after each failed attempt of an event (the last step repeats): 30 s, 2 min,
+    # 10 min, 1 h, 6 h, then every 24 h (measure.pipeline.retry adds the jitter).
+    retry_schedule: tuple[float, ...] = (30, 120, 600, 3600, 6 * 3600, 24 * 3600)
     # The rate ceiling (measure.pipeline.ratelimit): requests a second for the whole deployment
     # (0: none), shared out among this many sending instances.
     api_max_rps: float = 0.0
@@ -162,7 +161,7 @@ def _schedule(env: Mapping[str, str]) -> tuple[float, ...]:
     name = "MEASURE_RETRY_SCHEDULE"
     raw = env.get(name, "").strip()
     if not raw:
-        return SCHEDULE
+        return Config.retry_schedule
     steps = []
     for step in raw.split(","):
         try:

@@ -63,19 +63,15 @@ def scrub(text: str) -> str:
     return _ADDRESS_LIKE.sub(_mask_match, text)
 
 
-def set_trace(header: str | None, project: str | None = None) -> contextvars.Token[str | None]:
+def _set_trace(header: str | None) -> contextvars.Token[str | None]:
     """Remember the request's trace from X-Cloud-Trace-Context ("TRACE_ID/SPAN_ID;o=1")."""
     trace = None
-    project = project or os.environ.get("GOOGLE_CLOUD_PROJECT")
+    project = os.environ.get("GOOGLE_CLOUD_PROJECT")
     if header and project:
         trace_id = header.split("/", 1)[0].strip()
         if trace_id.isalnum() and len(trace_id) <= 64:
             trace = f"projects/{project}/traces/{trace_id}"
     return _trace.set(trace)
-
-
-def reset_trace(token: contextvars.Token[str | None]) -> None:
-    _trace.reset(token)
 
 
 def traced(handler: Callable[[Any], R]) -> Callable[[Any], R]:
@@ -84,7 +80,7 @@ def traced(handler: Callable[[Any], R]) -> Callable[[Any], R]:
 
     @functools.wraps(handler)
     def wrapper(request: Any) -> R:
-        token = set_trace(request.headers.get("X-Cloud-Trace-Context"))
+        token = _set_trace(request.headers.get("X-Cloud-Trace-Context"))
         try:
             return handler(request)
         finally:

@@ -116,15 +116,20 @@ def start() -> config_module.Config:
 
 
 def threads() -> int:
-    """Requests an instance serves at once (functions-framework's THREADS, set by terraform)."""
-    return max(10, int(os.environ.get("THREADS", "0") or 0))
+    """Requests an instance serves at once: functions-framework's THREADS (terraform sets it to
+    each function's concurrency), else functions-framework's own default, 4 a CPU."""
+    return int(os.environ.get("THREADS") or 0) or (os.cpu_count() or 1) * 4
 
 
 @_once
 def pubsub() -> Api:
+    from requests.adapters import DEFAULT_POOLSIZE
+
     from measure.gcp import googleapi
 
-    return googleapi.pubsub(pool_size=threads())
+    # A connection for each thread that may call Pub/Sub at once, and never fewer than requests'
+    # own default pool (10): sweep serves one request (THREADS=1) but publishes from many attempts.
+    return googleapi.pubsub(pool_size=max(DEFAULT_POOLSIZE, threads()))
 
 
 @_once
@@ -150,6 +155,7 @@ def webhook() -> Webhook:
 
 @_once
 def delivery() -> Delivery:
+    from measure.pipeline.breaker import CircuitBreaker
     from measure.pipeline.concurrency import ConcurrencyLimit
     from measure.pipeline.delivery import Delivery
     from measure.tune.client import MeasurementClient
@@ -161,7 +167,7 @@ def delivery() -> Delivery:
     # opens and drops a connection for every attempt beyond it.
     client = MeasurementClient(settings.endpoint, secrets().credentials, read_timeout=settings.api_timeout,
                                pool_size=max(threads(), limit.maximum))
-    return Delivery(settings, client, publisher(), limit=limit)  # its breaker: config's cooldown
+    return Delivery(settings, client, publisher(), CircuitBreaker(cooldown=settings.breaker_cooldown), limit=limit)
 
 
 @_once

@@ -169,7 +169,7 @@ variable "receive_min_instances" {
 }
 
 variable "ingest_routine_logs" {
-  description = "Store the log entries of work that went right: Cloud Run's request log of every call that answered below 400 (receive, send and sweep) and the INFO lines \"accepted\", \"delivery\" (delivered, duplicate) and \"sweep finished\". Default false: a logging exclusion drops them before ingestion, which is most of the Cloud Logging bill (docs/cost.md); the log-based metrics, the dashboard and the alerts still count them, and warnings, errors, rejected and transient deliveries and failed requests are always kept."
+  description = "Store the log entries of work that went right that nothing reads: Cloud Run's request log of every call that answered below 400 (receive, send and sweep) and sweep's INFO line \"sweep finished\". Default false: a logging exclusion drops them before ingestion, which is most of the Cloud Logging bill (docs/cost.md); the log-based metrics, the dashboard and the alerts still count them. The lines `python -m measure status` reads (\"accepted\", every \"delivery\", \"retry due\", dead letters), warnings, errors and failed requests are always kept."
   type        = bool
   default     = null
 }

@@ -8,6 +8,10 @@
   subscription on the events topic, so a test sees only its own messages. The MEASURE_*_TOPIC
   variables of this process point at them for the test. `make_topology(push_endpoint=...)`
   makes more (e.g. with a push subscription).
+- `memory_pubsub` (session) and `memory_topology` (function): the same topology on
+  measure.dev.memorypubsub, an in-memory Pub/Sub over REST that needs no Java; the process's
+  PUBSUB_EMULATOR_HOST / GOOGLE_CLOUD_PROJECT point at it for the test. tests/functions and
+  tests/pipeline answer `topology` with it (their conftest.py); `make_topology` is always the emulator.
 - `function_server(target, env, signature_type)`: a real `functions-framework` server on
   main.py (or `source=`), returns its URL; its log is attached to the report of a failing test.
 
@@ -26,6 +30,8 @@ import pytest
 from measure.dev.devstack import MAIN_PY, SERVER_START_TIMEOUT
 from measure.dev.devstack import function_server as start_function_server
 from measure.dev.emulator import Emulator, Names, create_topology, free_port, log_tail
+from measure.dev.memorypubsub import MemoryPubsub
+from measure.dev.memorypubsub import create_topology as create_memory_topology
 
 __all__ = ["free_port"]
 
@@ -80,6 +86,20 @@ def make_topology(pubsub_emulator, monkeypatch):
 @pytest.fixture
 def topology(make_topology):
     return make_topology()
+
+
+@pytest.fixture(scope="session")
+def memory_pubsub():
+    with MemoryPubsub().start() as pubsub:
+        yield pubsub
+
+
+@pytest.fixture
+def memory_topology(memory_pubsub, monkeypatch):
+    topology = create_memory_topology(memory_pubsub, names=Names().suffixed(f"-m{next(_suffixes)}"), tap=True)
+    for name, value in topology.env().items():
+        monkeypatch.setenv(name, value)
+    return topology
 
 
 @pytest.fixture

@@ -142,8 +142,8 @@ def sweep_after_an_outage() -> tuple[dict, int]:
     clock = [0.0]
     client = _FlakyClient()
     breaker = CircuitBreaker(cooldown=1.0, clock=lambda: clock[0], min_attempts=2)
-    delivery = Delivery(load(base_env("https://api.example.com/serve")), client, _NullPublisher(), breaker,
-                        schedule=(0,))
+    config = load({**base_env("https://api.example.com/serve"), "MEASURE_RETRY_SCHEDULE": "0"})
+    delivery = Delivery(config, client, _NullPublisher(), breaker)
     subscriber = _FakeSubscriber()
     sweeper = Sweeper(delivery.config, delivery, subscriber, parallelism=1)
     with contextlib.redirect_stdout(io.StringIO()):  # its log lines are not this module's output

@@ -8,6 +8,8 @@ can import, not what one run happened to.
 from __future__ import annotations
 
 import ast
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -94,37 +96,92 @@ def test_no_module_imports_one_that_imports_it_back():
     assert cycles() == []
 
 
-# What each layer may import, beside the shared top level (config, logs). The functions and
-# runtime wire layers together; a layer below never reaches up into them or into the tools.
+# What each module may import, by the longest prefix of its name that is listed here. The bottom
+# (config, logs, retryafter) imports no measure module; each layer only those below it; the
+# functions and runtime wire layers together; the tools (ops, dev) and the public re-export modules
+# sit on top. Every module is an importer here: one without an entry fails the test below.
+BOTTOM = {"measure.config", "measure.logs", "measure.retryafter"}
+LAYERS = {"measure.events", "measure.tune", "measure.gcp", "measure.pipeline", "measure.functions"}
 ALLOWED = {
+    "measure": set(),
+    **{name: set() for name in BOTTOM},
     "measure.events": {"measure.events"},
     "measure.tune": {"measure.tune", "measure.events"},
     "measure.gcp": {"measure.gcp"},
     "measure.pipeline": {"measure.pipeline", "measure.events", "measure.tune", "measure.gcp"},
+    "measure.functions": LAYERS,
+    "measure.runtime": LAYERS,
+    "measure.signing": {"measure.tune"},
+    "measure.links": {"measure.tune"},
+    "measure.ops": LAYERS | {"measure.ops"},
+    "measure.dev": LAYERS | {"measure.ops", "measure.dev"},
+    "measure.__main__": {"measure.ops"},
 }
-SHARED = {"measure.config", "measure.logs", "measure.retryafter"}
+
+
+def in_package(module: str, prefix: str) -> bool:
+    return module == prefix or module.startswith(prefix + ".")
+
+
+def rule_for(module: str) -> str | None:
+    matching = [prefix for prefix in ALLOWED if in_package(module, prefix)]
+    return max(matching, key=len) if matching else None
+
+
+def test_every_module_has_a_rule():
+    assert [name for name in GRAPH if rule_for(name) is None] == []
 
 
 @pytest.mark.parametrize("layer", sorted(ALLOWED))
-def test_a_layer_imports_only_the_layers_below_it(layer):
-    def in_layer(module: str, prefix: str) -> bool:
-        return module == prefix or module.startswith(prefix + ".")
-
+def test_a_module_imports_only_what_sits_below_it(layer):
+    # The bottom is below everything but itself; `import measure` (the package) is no arrow.
+    below = ALLOWED[layer] | (BOTTOM if layer not in BOTTOM and layer != "measure" else set())
     reaching = {
         f"{name} -> {target}"
-        for name, targets in GRAPH.items() if in_layer(name, layer)
+        for name, targets in GRAPH.items() if rule_for(name) == layer
         for target in targets
-        if target not in SHARED and target != "measure" and not any(in_layer(target, ok) for ok in ALLOWED[layer])
+        if target != "measure" and not any(in_package(target, ok) for ok in below)
     }
     assert not reaching, sorted(reaching)
 
 
-def test_nothing_deployed_imports_a_tool():
-    tools = ("measure.ops", "measure.dev")
-    deployed = [n for n in GRAPH if not n.startswith(tools) and n not in (
-        "measure.__main__", "measure.signing", "measure.links")]
-    reaching = {f"{n} -> {t}" for n in deployed for t in GRAPH[n] if t.startswith(tools)}
+def test_the_bottom_imports_no_measure_module():
+    # config.py once imported measure.pipeline.retry for its schedule: an arrow upward.
+    assert {name: GRAPH[name] - {"measure"} for name in BOTTOM} == {name: set() for name in BOTTOM}
+
+
+# --- what never ships -------------------------------------------------------------------------
+
+# The one list: terraform's `not_shipped` (paths under measure/, each a prefix) is read from the .tf.
+SOURCE_TF = next(ROOT.glob("terraform/**/source.tf"))
+NOT_SHIPPED = json.loads(re.search(r"^\s*not_shipped\s*=\s*(\[.*?\])", SOURCE_TF.read_text(), re.M | re.S).group(1))
+
+
+def shipped(name: str) -> bool:
+    path = MODULES[name].relative_to(PACKAGE).as_posix()
+    return not any(path.startswith(prefix) for prefix in NOT_SHIPPED)
+
+
+def test_the_not_shipped_list_is_the_tools_and_the_public_re_exports():
+    folders = sorted(entry for entry in NOT_SHIPPED if entry.endswith("/"))
+    assert folders == ["dev/", "ops/"]
+    assert all((PACKAGE / entry).is_file() for entry in NOT_SHIPPED if not entry.endswith("/"))
+
+
+def test_nothing_shipped_imports_what_does_not_ship():
+    reaching = {f"{n} -> {t}" for n in GRAPH if shipped(n) for t in GRAPH[n] if not shipped(t)}
     assert not reaching, sorted(reaching)
+
+
+def test_design_md_names_exactly_what_does_not_ship():
+    """Each line of docs/design.md's package tree that says "never deployed" names entries of the list,
+    and every entry is on such a line."""
+    design = (ROOT / "docs" / "design.md").read_text(encoding="utf-8")
+    tree = design.split("```\nmeasure/\n", 1)[1].split("```", 1)[0]
+    never = [line for line in tree.splitlines() if "never deployed" in line]
+    named = {word.rstrip(",:") for line in never for word in line.split()
+             if word.rstrip(",:").endswith((".py", "/"))}
+    assert named == set(NOT_SHIPPED), (sorted(named), NOT_SHIPPED)
 
 
 def test_a_test_file_stands_beside_the_module_it_covers():

@@ -29,13 +29,23 @@ def test_a_log_line_masks_ip_fields_and_addresses_in_any_string(capsys):
     assert "175.124.248.15" not in line
 
 
-def test_trace_is_only_set_for_a_well_formed_header(capsys):
-    token = logs.set_trace("abc123/1;o=1", project="p")
-    logs.info("x")
-    logs.reset_trace(token)
-    token = logs.set_trace("../../evil", project="p")
-    logs.info("y")
-    logs.reset_trace(token)
-    first, second = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+class _Request:
+    def __init__(self, trace_header):
+        self.headers = {"X-Cloud-Trace-Context": trace_header}
+
+
+def test_trace_is_only_set_for_a_well_formed_header(capsys, monkeypatch):
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "p")
+
+    @logs.traced  # as main.py wraps each HTTP entry point
+    def handler(request):
+        logs.info("inside")
+        return "ok"
+
+    assert handler(_Request("abc123/1;o=1")) == "ok"
+    handler(_Request("../../evil"))
+    logs.info("after")
+    first, second, after = (json.loads(line) for line in capsys.readouterr().out.splitlines())
     assert first["logging.googleapis.com/trace"] == "projects/p/traces/abc123"
     assert "logging.googleapis.com/trace" not in second
+    assert "logging.googleapis.com/trace" not in after  # the request's trace ends with it

@@ -1,5 +1,6 @@
 """runtime.py: the objects an instance shares, built once, the way the entry points use them."""
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 from measure import runtime
@@ -18,7 +19,7 @@ def test_each_shared_object_is_built_once(monkeypatch):
 
 def test_sweeps_attempts_in_flight_each_keep_their_connection(monkeypatch):
     """sweep runs with THREADS=1 but makes up to the concurrency limit's 64 attempts at once: a pool
-    sized by THREADS opened and dropped a connection for most of them (1,121 for 10,000 events)."""
+    sized by THREADS opened and dropped a connection for most of them (benchmarks/RESULTS.md)."""
     sandbox = Sandbox({CONSUMER_KEY: PRIVATE_KEY}, advertiser_id=ADVERTISER, faults={"latency_ms": 20}).start()
     try:
         for name, value in {**base_env(sandbox.serve_url), "THREADS": "1"}.items():
@@ -110,4 +111,21 @@ def test_start_gets_the_secret_manager_client_ready_in_the_background_only_when_
     runtime.start()
     assert runtime.secrets().source._warming is not None
     runtime.secrets().source._warming.join(30)
+
+
+def test_threads_are_functions_frameworks(monkeypatch):
+    monkeypatch.setenv("THREADS", "1")
+    assert runtime.threads() == 1
+    monkeypatch.delenv("THREADS")
+    assert runtime.threads() == (os.cpu_count() or 1) * 4  # functions-framework's default
+
+
+def test_reset_forgets_every_built_object(monkeypatch):
+    for name, value in base_env().items():
+        monkeypatch.setenv(name, value)
+    runtime.reset()
+    built = runtime.config(), runtime.delivery(), runtime.sender()
+    runtime.reset()
+    assert all(old is not new for old, new in zip(built, (runtime.config(), runtime.delivery(), runtime.sender()),
+                                                  strict=True))
     runtime.reset()

@@ -312,7 +312,6 @@ class Names:
         }
 
 
-RETRY_ACK_DEADLINE = 60
 PUSH_ACK_DEADLINE = 60
 
 
@@ -363,11 +362,16 @@ class Topology:
         finally:
             publisher.transport.close()
 
+    def _subscriber(self):
+        """The independent reader: google-cloud-pubsub's SubscriberClient (measure.gcp's Subscriber
+        answers to the same calls, for a backend that speaks only REST)."""
+        return subscriber_client(self.emulator_host)
+
     def pull(self, subscription: str, *, max_messages: int = 100, timeout: float = 5.0, expect: int = 1,
              ack: bool = True) -> list:
         """Pull until at least `expect` messages arrived or `timeout` passed; returns the
         `ReceivedMessage`s (`.message.data`, `.message.attributes`, `.message.message_id`)."""
-        subscriber = subscriber_client(self.emulator_host)
+        subscriber = self._subscriber()
         path = self.subscription_path(subscription)
         received: list = []
         deadline = time.monotonic() + timeout
@@ -415,7 +419,9 @@ def create_topology(project: str, *, emulator_host: str, push_endpoint: str | No
         def subscribe(name: str, topic: str, **extra) -> None:
             admin.create_subscription(api, topology.subscription_path(name), topology.topic_path(topic), **extra)
 
-        subscribe(names.retry_subscription, names.retry_topic, ack_deadline_seconds=RETRY_ACK_DEADLINE)
+        from measure.functions.sweep import ACK_DEADLINE_S  # sweep's, as terraform/pubsub.tf sets it
+
+        subscribe(names.retry_subscription, names.retry_topic, ack_deadline_seconds=int(ACK_DEADLINE_S))
         subscribe(names.dead_letter_subscription, names.dead_letter_topic)
         if push_endpoint:
             subscribe(names.events_push_subscription, names.events_topic,

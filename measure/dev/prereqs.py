@@ -39,6 +39,7 @@ NEEDS = {
     "run": ("python", "gcloud", "java"),
     "test": ("python", "gcloud", "java", "terraform"),
     "pytest": ("python", "gcloud", "java", "terraform"),
+    "unit": ("python", "terraform"),  # the fast tier: no emulator
     "bench": ("python", "gcloud", "java"),
     "chaos": ("python", "gcloud", "java"),
     "tf-check": ("python", "terraform"),

@@ -15,9 +15,8 @@ from measure.events.fields import MAX_EVENT_KEYS
 from measure.events.problems import BodyError, clip, kind, show
 
 MAX_BATCH = 1000
-# 1000 events of a few hundred bytes each fit many times over; a body of every field at its
-# maximum length (about 8 kB an event) still fits for a full batch.
-MAX_BODY_BYTES = 10 * 1024 * 1024
+# 1 MiB: 1,000 events of about 1 KiB each (receive refuses a larger body before reading it).
+MAX_BODY_BYTES = 1024 * 1024
 
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"

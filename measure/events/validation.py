@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
+from measure.config import Config
 from measure.events.event import Event
 from measure.events.fields import (
     CORE_FIELDS,
@@ -42,7 +43,7 @@ from measure.events.problems import Bad, InvalidEvents, Problem, clip, duration,
 
 # Allowed clock skew of the telemetry server, ahead of ours.
 MAX_FUTURE = 300
-DEFAULT_MAX_AGE = 30 * 86400
+DEFAULT_MAX_AGE = Config.event_max_age  # MEASURE_EVENT_MAX_AGE's default: measure.config owns it
 
 # An answer lists at most MAX_PROBLEMS problems, fewer if their JSON would pass PROBLEMS_BUDGET
 # bytes, then one entry counting the rest: a hostile body (1,000 events of 64 unknown keys) gets a

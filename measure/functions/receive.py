@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 ROUTES = frozenset({"/", "/measure"})
 DEBUG_ROUTE = "/measure/debug"
 _ROUTE_PATHS = frozenset(route.rstrip("/") for route in ROUTES)  # "/measure/" is "/measure"
-MAX_BODY_BYTES = 1024 * 1024  # 1,000 events of about 1 KiB each
+MAX_BODY_BYTES = events.MAX_BODY_BYTES  # the body's rule: measure.events owns it
 RETRY_AFTER_S = 5
 JSON = {"Content-Type": "application/json"}
 

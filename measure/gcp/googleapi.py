@@ -4,10 +4,10 @@ The session is google-auth's AuthorizedSession (measure.gcp.credentials): it car
 refreshes it before it expires and on a 401. What is decided here is which answers are worth
 another try and how long to wait before it.
 
-Why REST and not google-cloud-pubsub: importing `google.cloud.pubsub_v1` (gRPC, proto-plus) took
-about 230 ms of every cold start of receive and sweep, and its per-message futures and batch
-threads most of receive's CPU (benchmarks/RESULTS.md: the peer row runs that library side by
-side). Each call the functions make is one JSON request.
+Why REST and not google-cloud-pubsub: importing `google.cloud.pubsub_v1` (gRPC, proto-plus) was a
+large share of every cold start of receive and sweep, and its per-message futures and batch
+threads most of receive's CPU (benchmarks/RESULTS.md has the figures; its peer row runs that
+library side by side). Each call the functions make is one JSON request.
 """
 
 from __future__ import annotations

@@ -60,8 +60,8 @@ DEFAULT_IN_FLIGHT = 4
 # An event is at most about 8 kB (events.MAX_FIELD_LENGTH); a longer line is a broken file, and
 # reading it whole would let one line break the memory bound.
 MAX_LINE_BYTES = 64 * 1024
-# receive accepts 1 MiB a request; keep well under it.
-WEBHOOK_MAX_BODY = 900 * 1024
+# receive accepts events.MAX_BODY_BYTES (1 MiB) a request; keep well under it (900 KiB).
+WEBHOOK_MAX_BODY = events.MAX_BODY_BYTES * 900 // 1024
 WEBHOOK_ATTEMPTS = 5
 FORMATS = {".csv": "csv", ".ndjson": "ndjson", ".jsonl": "ndjson", ".json": "ndjson"}
 # The checkpoint records which file it belongs to by its size and the hash of its first bytes.

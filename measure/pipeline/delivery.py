@@ -66,7 +66,6 @@ class Delivery:
         publisher: Publisher,
         breaker: CircuitBreaker | None = None,
         clock: Callable[[], float] = time.time,
-        schedule: tuple[float, ...] | None = None,
         limit: ConcurrencyLimit | None = None,
         rate: RateLimit | None = None,
     ):
@@ -76,7 +75,7 @@ class Delivery:
         self.breaker = breaker or CircuitBreaker(cooldown=config.breaker_cooldown)
         self.limit = limit or ConcurrencyLimit()
         self.clock = clock
-        self.schedule = schedule or config.retry_schedule
+        self.schedule = config.retry_schedule
         # This instance's share of MEASURE_API_MAX_RPS (None: no ceiling): every attempt passes here.
         self.rate = rate or RateLimit.share(config.api_max_rps, config.api_senders)
 

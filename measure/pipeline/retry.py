@@ -1,8 +1,8 @@
 """When to try a transiently failed event again, and how long to keep trying.
 
-Backoff per event: 30 s, 2 min, 10 min, 1 h, 6 h, then every 24 h, each with ±10 % jitter so a
-backlog that failed together does not come due together (MEASURE_RETRY_SCHEDULE shortens it for
-rehearsals; measure.config reads and checks it at start). An API that says Retry-After is not
+Backoff per event: the steps of `Config.retry_schedule` (30 s, 2 min, ... then every 24 h; its
+default and MEASURE_RETRY_SCHEDULE, which shortens it for rehearsals, are config's), each with
+±10 % jitter so a backlog that failed together does not come due together. An API that says Retry-After is not
 asked again for that event before then. The retry state travels in the retry
 message itself (measure.pipeline.message), so any sweep instance can pick the event up.
 """
@@ -15,7 +15,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-SCHEDULE: tuple[float, ...] = (30, 120, 600, 3600, 6 * 3600, 24 * 3600)
+from measure.config import Config
+
+SCHEDULE = Config.retry_schedule  # the default; measure.config owns it
 JITTER = 0.1
 
 

@@ -48,9 +48,7 @@ class MeasureAuth(AuthBase):
     def reading(cls, credentials: Credentials, clock: Callable[[], float] = time.time) -> MeasureAuth:
         """Keys read afresh for every request: `credentials()` gives (consumer key, private key),
         e.g. Secret Manager behind its TTL cache, so a rotated key is picked up without a restart."""
-        auth = cls("", "", clock)
-        auth._credentials = credentials
-        return auth
+        return _Reading(credentials, clock)
 
     def __call__(self, request: PreparedRequest) -> PreparedRequest:
         host, uri = request_target(request.url or "")  # always set once prepared
@@ -73,3 +71,11 @@ class MeasureAuth(AuthBase):
 
     def __repr__(self) -> str:  # never show the keys
         return "MeasureAuth(<keys hidden>)"
+
+
+class _Reading(MeasureAuth):
+    """MeasureAuth.reading's: the same signing, the keys asked of `credentials` for each request."""
+
+    def __init__(self, credentials: Credentials, clock: Callable[[], float] = time.time):
+        self._credentials = credentials
+        self.clock = clock

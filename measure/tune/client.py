@@ -29,15 +29,16 @@ from http.cookiejar import DefaultCookiePolicy
 import requests
 from requests.adapters import DEFAULT_POOLSIZE, HTTPAdapter
 
-from measure.config import check_endpoint
+from measure import __version__
+from measure.config import Config, check_endpoint
 from measure.tune.auth import FORM, Credentials, MeasureAuth
 from measure.tune.outcome import Outcome, classify, unreachable
 from measure.tune.signing import encode_post_params
 
 # Connect fast or give up (a little over a TCP retransmit window); the API itself may be slow.
 CONNECT_TIMEOUT = 3.05
-READ_TIMEOUT = 10.0
-USER_AGENT = "measure/0.1 (+server-to-server)"
+READ_TIMEOUT = float(Config.api_timeout)  # MEASURE_API_TIMEOUT's default: measure.config owns it
+USER_AGENT = f"measure/{__version__} (+server-to-server)"
 # The pools the adapter keeps: one per scheme, host and port, and a client talks to one endpoint.
 ENDPOINT_POOLS = 1
 

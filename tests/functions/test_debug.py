@@ -3,6 +3,7 @@ sandbox records it), and proof from the emulator that nothing is ever published.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 
@@ -76,9 +77,9 @@ def test_the_debug_request_is_parameter_for_parameter_what_send_signs(client, to
     assert accepted.status_code == 202
     assert [e["event_id"] for e in answer["events"]] == accepted.get_json()["event_ids"]
     messages = topology.pull(topology.names.events_tap_subscription, expect=len(answer["events"]))
-    config = config_module.load()
+    config = dataclasses.replace(config_module.load(), retry_schedule=(0,))
     delivery = Delivery(config, MeasurementClient(config.endpoint, lambda: (CONSUMER_KEY, PRIVATE_KEY)),
-                        Publisher(config.project), CircuitBreaker(), schedule=(0,))
+                        Publisher(config.project), CircuitBreaker())
     sender = Sender(delivery)
     for message in messages:
         assert sender.process(message.message.data, dict(message.message.attributes)).result == "delivered"

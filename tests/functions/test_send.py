@@ -41,6 +41,7 @@ def test_undecodable_messages_are_dead_lettered_not_crash_looped(pipeline):
     assert base64.b64decode(body["raw"]) == b"\xff not json" and attributes["event_id"] == "x"
 
 
+@pytest.mark.emulator  # a push subscription: the in-memory Pub/Sub does not push
 def test_raw_pubsub_push_to_a_real_send_server(topology, sandbox, function_server):
     env = {**base_env(sandbox.serve_url), **topology.env()}
     url = function_server("send", env, signature_type="cloudevent")

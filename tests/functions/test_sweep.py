@@ -105,8 +105,7 @@ def test_with_the_circuit_half_open_a_sweep_pulls_only_the_trial(topology, sandb
     clock = [0.0]
     pipeline = Pipeline(topology, sandbox, monkeypatch)
     breaker = CircuitBreaker(cooldown=60, clock=lambda: clock[0], min_attempts=3)
-    pipeline.delivery = Delivery(pipeline.config, pipeline.delivery.client, pipeline.publisher, breaker,
-                                 schedule=(0,))
+    pipeline.delivery = Delivery(pipeline.config, pipeline.delivery.client, pipeline.publisher, breaker)
     for _ in range(3):
         breaker.allow()
         breaker.record(Outcome(Kind.TRANSIENT, "HTTP 503", 503, outage=True))

@@ -32,6 +32,8 @@ def make_event(**overrides):
 
 class Pipeline:
     def __init__(self, topology, sandbox, monkeypatch, private_key=PRIVATE_KEY, **env):
+        # Retries come due at once unless a test says otherwise (Config's schedule, from the environment).
+        env = {"MEASURE_RETRY_SCHEDULE": "0,0,0", **env}
         for name, value in {**base_env(sandbox.serve_url), **topology.env(), **env}.items():
             monkeypatch.setenv(name, value)
         self.topology = topology
@@ -39,7 +41,7 @@ class Pipeline:
         self.publisher = Publisher(self.config.project)
         client = MeasurementClient(self.config.endpoint, lambda: (CONSUMER_KEY, private_key), read_timeout=2)
         self.breaker = CircuitBreaker(cooldown=60, min_attempts=3)
-        self.delivery = Delivery(self.config, client, self.publisher, self.breaker, schedule=(0, 0, 0))
+        self.delivery = Delivery(self.config, client, self.publisher, self.breaker)
         self.sender = Sender(self.delivery)
         # A short linger keeps the tests quick; tests/functions/test_sweep.py covers the default.
         self.sweeper = Sweeper(self.config, self.delivery, Subscriber(), parallelism=4,
