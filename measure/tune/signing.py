@@ -11,8 +11,9 @@ for byte.
 
 Each step is a function of its own, named as the seed names it, so it can be tested alone:
 encode_post_params -> string_to_sign -> sign, composed by generate_signature. `MeasureAuth`
-(measure.tune.auth) plugs generate_signature into a `requests` Session, and `verify_signature`
-is the receiving side (the sandbox uses it). This module imports nothing of ours and not
+(measure.tune.auth) plugs generate_signature into a `requests` Session and signs a form body as
+it is sent (`signed_form`: "&" + the body, never decoded and encoded again), and
+`verify_signature` is the receiving side (the sandbox uses it). This module imports nothing of ours and not
 requests, so the auth can import it without a cycle.
 """
 
@@ -22,9 +23,10 @@ import base64
 import functools
 import hashlib
 import hmac
+import itertools
 import time
 from collections.abc import Iterable, Mapping
-from urllib.parse import parse_qsl, quote_plus, urlsplit
+from urllib.parse import quote_plus, urlsplit
 
 METHODS = ("GET", "POST")
 HEADER_CONSUMER_KEY = "mat-consumer-key"
@@ -186,12 +188,28 @@ def request_target(url: str) -> tuple[str, str]:
     return parts.netloc, uri
 
 
-def post_params_of_body(body: bytes | str | None) -> str:
-    """The signed parameter string of a form-encoded body, re-encoded in sorted order."""
+def signed_form(body: str) -> tuple[str, str]:
+    """(body to send, post_params to sign) of a url-encoded form body, the second "&" + the first.
+
+    The body is signed as it is sent, never decoded and encoded again: encode_post_params(params)[1:]
+    (what MeasurementClient sends) comes back unchanged, and so does requests' encoding of a dict
+    sorted by key (urlencode escapes values as url.QueryEscape does). Pairs in another order (a
+    dict in insertion order) are put in the spec's order, key by key as they were encoded, so the
+    API, which sorts what it receives, computes the same string. A key given twice is refused, as
+    encode_post_params refuses it. A body already in order is returned as the same object.
+    """
     if not body:
-        return ""
-    text = body.decode("utf-8") if isinstance(body, bytes) else body
-    return encode_post_params(parse_qsl(text, keep_blank_values=True))
+        return body, ""
+    pairs = body.split("&")
+    keys = [pair.partition("=")[0] for pair in pairs]
+    if keys != sorted(keys):
+        order = sorted(range(len(pairs)), key=keys.__getitem__)
+        pairs, keys = [pairs[i] for i in order], [keys[i] for i in order]
+        body = "&".join(pairs)
+    for before, key in itertools.pairwise(keys):
+        if before == key:
+            raise MultiValuedParameterError(key, 2)
+    return body, "&" + body
 
 
 def verify_signature(
