@@ -28,7 +28,7 @@ from pathlib import Path
 
 from benchmarks.common import Context, Row, Skip, machine, markdown_table
 
-ROWS = ("signing", "coldstart", "receive", "send", "sweep", "degraded", "outage", "secrets")
+ROWS = ("signing", "coldstart", "receive", "latency", "send", "sweep", "degraded", "outage", "secrets")
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 FIGURES = Path(__file__).resolve().parent / "figures.json"
 

@@ -422,8 +422,10 @@ class Profile:
     in Python; the summary keeps the stacks that pass through `root` and names the frames with the
     largest inclusive share."""
 
-    def __init__(self, ctx: Context | None, name: str, pgid: int, root: str):
+    def __init__(self, ctx: Context | None, name: str, pgid: int, root: str, categories=None):
         self.ctx, self.name, self.pgid, self.root = ctx, name, pgid, root
+        self.categories = categories  # benchmarks.profiles categories: a breakdown table too
+        self.cpu_ms_per_request: float | None = None  # set by the caller, for µs a request
         self.out = ctx.workdir / f"profile-{name}.txt" if ctx else Path("/dev/null")
         self.proc = None
 
@@ -457,6 +459,19 @@ class Profile:
         if self.out.exists():
             self.ctx.table(f"Profile of {self.name}: share of Python CPU samples (py-spy --gil) under load",
                            ["share", "frame (inclusive)"], summarise_stacks(self.out, self.root))
+            if self.categories:
+                from benchmarks.profiles import breakdown, table_rows
+
+                counts, total = breakdown(self.out, self.categories)
+                self.breakdown = counts, total
+                cpu = self.cpu_ms_per_request
+                self.ctx.table(
+                    f"Profile of {self.name}, by piece of work (py-spy --gil, every thread of the worker)",
+                    ["piece", "share of samples", "µs a request", "samples"], table_rows(counts, total, cpu),
+                    note=f"{total} samples at 250 Hz. µs a request = share × the server's CPU a request in the "
+                         f"profiled run ({cpu:.2f} ms); C work done without the GIL (socket I/O, the kernel) is in "
+                         f"that CPU but in no share, so the µs are an upper bound for the Python pieces."
+                    if cpu is not None else f"{total} samples at 250 Hz.")
 
 
 def summarise_stacks(path: Path, root: str, top: int = 25) -> list[list[str]]:

@@ -11,6 +11,7 @@ measured too: it says how much of receive's figure the emulator leaves room for.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -37,6 +38,7 @@ from benchmarks.common import (
     taskset,
     write_lines,
 )
+from benchmarks.profiles import RECEIVE as RECEIVE_PIECES
 
 THREADS = 16  # terraform/variables.tf: concurrency.receive
 BATCH = 500
@@ -115,11 +117,15 @@ def run(ctx: Context) -> None:
                     ours.url + "/measure", batches, as_json, connections=BATCH_CONNECTIONS, seconds=batch_seconds,
                     headers=AUTH)))
         if ctx.profile:  # extra runs, not counted: py-spy costs the server a little
-            with Profile(ctx, "receive, one event a request", ours.proc.pid, "Flask.wsgi_app"):
-                run_wrk(ours.url + "/measure", single, form, connections=THREADS, seconds=seconds, headers=AUTH)
-            with Profile(ctx, f"receive, batches of {BATCH}", ours.proc.pid, "Flask.wsgi_app"):
-                run_wrk(ours.url + "/measure", batches, as_json, connections=BATCH_CONNECTIONS,
-                        seconds=batch_seconds, headers=AUTH)
+            profile_s = 4 * seconds  # enough samples for the breakdown's smaller pieces
+            for name, bodies, kind, connections in (
+                    ("receive, one event a request", single, form, THREADS),
+                    (f"receive, batches of {BATCH}", batches, as_json, BATCH_CONNECTIONS)):
+                with Profile(ctx, name, ours.proc.pid, "Flask.wsgi_app", categories=RECEIVE_PIECES) as profile:
+                    profiled = with_cpu(ours, functools.partial(
+                        run_wrk, ours.url + "/measure", bodies, kind, connections=connections, seconds=profile_s,
+                        headers=AUTH))
+                    profile.cpu_ms_per_request = profiled["server_cpu_ms_per_request"]
     finally:
         stop(ours)
         stop(peer)
