@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -37,6 +38,7 @@ from benchmarks.common import (
     LOAD_CPUS,
     LOOPBACK,
     PY,
+    SERVER_CPUS,
     TOKEN,
     Context,
     fmt,
@@ -162,6 +164,45 @@ class _Control:
             self.proc.kill()
 
 
+PROBES = {"Publisher, 1 call in flight (deployed)": ["--calls-in-flight", "1"],
+          "Publisher, 2 calls in flight": ["--calls-in-flight", "2"],
+          "peer's PublisherClient": ["--mode", "peer"]}
+
+
+def probe(topology, port: int, extra: list[str], seconds: float) -> dict:
+    """benchmarks.publish_probe on the server's CPU, through the forwarder at `port`."""
+    argv = [*taskset(SERVER_CPUS), PY, "-m", "benchmarks.publish_probe", "--topic", topology.names.events_topic,
+            "--batch", "1", "--threads", str(THREADS), "--seconds", str(seconds), *extra]
+    env = {**os.environ, **topology.env(), "PUBSUB_EMULATOR_HOST": f"{LOOPBACK}:{port}"}
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False, cwd=BENCH.parent, env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"publish probe failed: {done.stderr[-1000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def probe_table(ctx: Context, probes: dict[float, dict[str, list[dict]]], seconds: float) -> None:
+    rows = []
+    for delay, by_name in probes.items():
+        for name, results in by_name.items():
+            per_call = f"{median(r['per_call'] for r in results):.1f}" if "peer" not in name else "— (gRPC)"
+            rows.append([f"+{2 * delay:g} ms", name, fmt(median(r["per_s"] for r in results)),
+                         f"{median(r['cpu_ms_per_message'] for r in results):.2f}", per_call,
+                         ", ".join(fmt(r["per_s"]) for r in results)])
+        ctx.figures.setdefault("latency_probe", {})[f"{delay:g}"] = {
+            name: {"per_s": median(r["per_s"] for r in results),
+                   "cpu_ms_per_message": median(r["cpu_ms_per_message"] for r in results),
+                   "per_call": median(r["per_call"] for r in results)} for name, results in by_name.items()}
+    ctx.table(f"The publish path alone by the emulator's latency: {THREADS} callers, 1 message each, {seconds:g} s, "
+              f"on the server's CPU, through the forwarder",
+              ["added to a round trip", "publisher", "messages/s", "CPU ms a message", "messages a Publish call",
+               "messages/s per repeat"], rows,
+              note="benchmarks/publish_probe.py. With one call in flight, the callers answered by a call come back "
+                   "while the next call is already out, so they wait a whole call before theirs: two cohorts of "
+                   "about half the callers alternate, and a latency-bound instance publishes about "
+                   f"{THREADS // 2} messages a round trip. With two in flight a returning cohort starts its own call "
+                   "at once.")
+
+
 def run(ctx: Context) -> None:
     from benchmarks.receive import warm_emulator, with_cpu
 
@@ -192,10 +233,23 @@ def run(ctx: Context) -> None:
                 calls = forwarder.ask()["calls"] - before
                 seen["ours"].append(result)
                 seen["per_call"].append(result["requests"] / max(calls, 1))
+        # The publish path alone, through the same forwarder: receive's Publisher with one call a
+        # topic in flight (as deployed) and with two, and the peer's client; 16 callers, 1 message each.
+        probes: dict[float, dict[str, list[dict]]] = {}
+        for _ in range(ctx.repeats):
+            for delay in DELAYS_MS:
+                forwarder.ask(delay)
+                seen_probe = probes.setdefault(delay, {})
+                for name, extra in PROBES.items():
+                    before = forwarder.ask()["calls"]
+                    result = probe(topology, forwarder.port, extra, seconds)
+                    result["per_call"] = result["messages"] / max(forwarder.ask()["calls"] - before, 1)
+                    seen_probe.setdefault(name, []).append(result)
     finally:
         stop(ours)
         stop(peer)
         forwarder.close()
+    probe_table(ctx, probes, seconds)
 
     rows, figures = [], {}
     for delay, seen in by_delay.items():
