@@ -71,7 +71,8 @@ HTTP_LIBRARIES = ("requests/", "urllib3/", "http/client.py", "email/", "socket.p
                   "google/auth/")
 # receive's request, piece by piece (issue 23's list), then what the bare function pays too.
 RECEIVE: tuple[Category, ...] = (
-    Category("gunicorn's event loop (accepting, keep-alive; not a request)", not_under("ThreadWorker.handle ")),
+    Category("gunicorn's main loop (accept, hand-off to a thread, keep-alive; the bare function pays it too)",
+             not_under("ThreadWorker.handle ")),
     Category("logging (measure.logs.log: scrub, mask, JSON, write)",
              under("log (measure/logs.py)", "info (measure/logs.py)", "error (measure/logs.py)")),
     Category("Publish call: requests/urllib3/http.client", below("Publisher._send", *HTTP_LIBRARIES)),

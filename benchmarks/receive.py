@@ -118,12 +118,13 @@ def run(ctx: Context) -> None:
                     headers=AUTH)))
         if ctx.profile:  # extra runs, not counted: py-spy costs the server a little
             profile_s = 4 * seconds  # enough samples for the breakdown's smaller pieces
-            for name, bodies, kind, connections in (
-                    ("receive, one event a request", single, form, THREADS),
-                    (f"receive, batches of {BATCH}", batches, as_json, BATCH_CONNECTIONS)):
-                with Profile(ctx, name, ours.proc.pid, "Flask.wsgi_app", categories=RECEIVE_PIECES) as profile:
-                    profiled = with_cpu(ours, functools.partial(
-                        run_wrk, ours.url + "/measure", bodies, kind, connections=connections, seconds=profile_s,
+            for name, server, bodies, kind, connections in (
+                    ("bare function, one event a request", bare, single, form, THREADS),
+                    ("receive, one event a request", ours, single, form, THREADS),
+                    (f"receive, batches of {BATCH}", ours, batches, as_json, BATCH_CONNECTIONS)):
+                with Profile(ctx, name, server.proc.pid, "Flask.wsgi_app", categories=RECEIVE_PIECES) as profile:
+                    profiled = with_cpu(server, functools.partial(
+                        run_wrk, server.url + "/measure", bodies, kind, connections=connections, seconds=profile_s,
                         headers=AUTH))
                     profile.cpu_ms_per_request = profiled["server_cpu_ms_per_request"]
     finally:
