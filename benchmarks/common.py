@@ -362,15 +362,21 @@ def group_pss_mib(pgid: int) -> float:
 
 def group_cpu_s(pgid: int) -> float:
     """CPU seconds (user + system) used so far by the live processes of a group."""
+    return sum(group_cpu_split_s(pgid))
+
+
+def group_cpu_split_s(pgid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds used so far by the live processes of a group."""
     from measure.dev.emulator import group_members
 
     tick = os.sysconf("SC_CLK_TCK")
-    total = 0
+    user = system = 0
     for pid in group_members(pgid):
         with contextlib.suppress(OSError, ValueError, IndexError):
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-    return total / tick
+            user += int(fields[11])  # utime, stime: fields 14 and 15 of stat
+            system += int(fields[12])
+    return user / tick, system / tick
 
 
 def group_hwm_mib(pgid: int) -> float:
