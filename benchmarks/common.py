@@ -51,11 +51,21 @@ class Skip(Exception):
 
 def machine() -> dict[str, str]:
     model = "unknown"
+    # What the model name hides under a hypervisor ("AMD EPYC", "Intel(R) Xeon(R) Processor"): the
+    # family and model numbers, and whether it is a VM; receive ÷ peer moves with them (RESULTS.md).
+    details: dict[str, str] = {}
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+            key, _, value = line.partition(":")
+            key, value = key.strip(), value.strip()
+            if key == "model name" and model == "unknown":
+                model = value
+            elif key in ("cpu family", "model", "bogomips") and key not in details:
+                details[key] = value
+            elif key == "flags" and "hypervisor" not in details:
+                details["hypervisor"] = "yes" if "hypervisor" in value.split() else "no"
+            elif not line.strip() and details:
+                break  # the first CPU's block is enough
     mem_kib = 0
     with contextlib.suppress(OSError, ValueError, IndexError):
         for line in Path("/proc/meminfo").read_text().splitlines():
@@ -65,6 +75,7 @@ def machine() -> dict[str, str]:
                             text=True, check=False).stdout.strip() or "?"
     return {
         "cpu": model,
+        "cpu_details": ", ".join(f"{k} {v}" for k, v in details.items()),
         "cores": str(os.cpu_count()),
         "memory": f"{mem_kib / 1024 / 1024:.1f} GiB",
         "python": platform.python_version(),
