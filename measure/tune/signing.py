@@ -195,12 +195,16 @@ def signed_form(body: str) -> tuple[str, str]:
     (what MeasurementClient sends) comes back unchanged, and so does requests' encoding of a dict
     sorted by key (urlencode escapes values as url.QueryEscape does). Pairs in another order (a
     dict in insertion order) are put in the spec's order, key by key as they were encoded, so the
-    API, which sorts what it receives, computes the same string. A key given twice is refused, as
-    encode_post_params refuses it. A body already in order is returned as the same object.
+    API, which sorts what it receives, computes the same string; empty pairs ("&&") are dropped,
+    as the API drops them. A key given twice is refused, as encode_post_params refuses it. A body
+    already in order is returned as the same object.
     """
     if not body:
         return body, ""
     pairs = body.split("&")
+    if "" in pairs:  # "a=1&&b=2" or a trailing "&": no pair there, as the API reads it
+        pairs = [pair for pair in pairs if pair]
+        body = "&".join(pairs)
     keys = [pair.partition("=")[0] for pair in pairs]
     if keys != sorted(keys):
         order = sorted(range(len(pairs)), key=keys.__getitem__)
@@ -209,7 +213,7 @@ def signed_form(body: str) -> tuple[str, str]:
     for before, key in itertools.pairwise(keys):
         if before == key:
             raise MultiValuedParameterError(key, 2)
-    return body, "&" + body
+    return body, "&" + body if body else ""
 
 
 def verify_signature(

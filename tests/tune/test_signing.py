@@ -160,6 +160,11 @@ def test_a_form_body_is_signed_as_sent_in_the_spec_order(params):
     assert dict(parse_qsl(body, keep_blank_values=True)) == params
 
 
+def test_a_form_body_loses_its_empty_pairs_before_it_is_signed():
+    assert signing.signed_form("b=2&&a=1&") == ("a=1&b=2", "&a=1&b=2")
+    assert signing.signed_form("&") == ("", "")  # no pairs at all: nothing to sign, as for no body
+
+
 @given(params=params_strategy, key=keys, value=values)
 def test_changing_any_value_changes_the_signature(params, key, value):
     changed = {**params, key: value}
