@@ -28,7 +28,7 @@ from pathlib import Path
 
 from benchmarks.common import Context, Row, Skip, machine, markdown_table
 
-ROWS = ("signing", "coldstart", "receive", "send", "sweep", "degraded", "outage", "secrets")
+ROWS = ("signing", "coldstart", "receive", "latency", "send", "sweep", "degraded", "outage", "secrets")
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 FIGURES = Path(__file__).resolve().parent / "figures.json"
 
@@ -71,7 +71,8 @@ def record(ctx: Context, info: dict[str, str], elapsed: float, failures: list[st
         f"## {info['date']} — {info['cpu']}, {info['cores']} cores, {info['memory']}, Python {info['python']}",
         "",
         f"commit {info['commit']}; `python -m benchmarks{' --quick' if args.quick else ''}` "
-        f"({', '.join(args.only)}), {args.repeats} repeats, {elapsed:.0f} s; load average at start {info['load']}.",
+        f"({', '.join(args.only)}), {args.repeats} repeats, {elapsed:.0f} s; load average at start {info['load']}; "
+        f"CPU: {info.get('cpu_details') or 'unknown'}.",
         "",
         summary_table(ctx.rows),
     ]

@@ -51,11 +51,21 @@ class Skip(Exception):
 
 def machine() -> dict[str, str]:
     model = "unknown"
+    # What the model name hides under a hypervisor ("AMD EPYC", "Intel(R) Xeon(R) Processor"): the
+    # family and model numbers, and whether it is a VM; receive ÷ peer moves with them (RESULTS.md).
+    details: dict[str, str] = {}
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+            key, _, value = line.partition(":")
+            key, value = key.strip(), value.strip()
+            if key == "model name" and model == "unknown":
+                model = value
+            elif key in ("cpu family", "model", "bogomips") and key not in details:
+                details[key] = value
+            elif key == "flags" and "hypervisor" not in details:
+                details["hypervisor"] = "yes" if "hypervisor" in value.split() else "no"
+            elif not line.strip() and details:
+                break  # the first CPU's block is enough
     mem_kib = 0
     with contextlib.suppress(OSError, ValueError, IndexError):
         for line in Path("/proc/meminfo").read_text().splitlines():
@@ -65,6 +75,7 @@ def machine() -> dict[str, str]:
                             text=True, check=False).stdout.strip() or "?"
     return {
         "cpu": model,
+        "cpu_details": ", ".join(f"{k} {v}" for k, v in details.items()),
         "cores": str(os.cpu_count()),
         "memory": f"{mem_kib / 1024 / 1024:.1f} GiB",
         "python": platform.python_version(),
@@ -362,15 +373,21 @@ def group_pss_mib(pgid: int) -> float:
 
 def group_cpu_s(pgid: int) -> float:
     """CPU seconds (user + system) used so far by the live processes of a group."""
+    return sum(group_cpu_split_s(pgid))
+
+
+def group_cpu_split_s(pgid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds used so far by the live processes of a group."""
     from measure.dev.emulator import group_members
 
     tick = os.sysconf("SC_CLK_TCK")
-    total = 0
+    user = system = 0
     for pid in group_members(pgid):
         with contextlib.suppress(OSError, ValueError, IndexError):
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-    return total / tick
+            user += int(fields[11])  # utime, stime: fields 14 and 15 of stat
+            system += int(fields[12])
+    return user / tick, system / tick
 
 
 def group_hwm_mib(pgid: int) -> float:
@@ -422,8 +439,10 @@ class Profile:
     in Python; the summary keeps the stacks that pass through `root` and names the frames with the
     largest inclusive share."""
 
-    def __init__(self, ctx: Context | None, name: str, pgid: int, root: str):
+    def __init__(self, ctx: Context | None, name: str, pgid: int, root: str, categories=None):
         self.ctx, self.name, self.pgid, self.root = ctx, name, pgid, root
+        self.categories = categories  # benchmarks.profiles categories: a breakdown table too
+        self.cpu_ms_per_request: float | None = None  # set by the caller, for µs a request
         self.out = ctx.workdir / f"profile-{name}.txt" if ctx else Path("/dev/null")
         self.proc = None
 
@@ -457,6 +476,19 @@ class Profile:
         if self.out.exists():
             self.ctx.table(f"Profile of {self.name}: share of Python CPU samples (py-spy --gil) under load",
                            ["share", "frame (inclusive)"], summarise_stacks(self.out, self.root))
+            if self.categories:
+                from benchmarks.profiles import breakdown, table_rows
+
+                counts, total = breakdown(self.out, self.categories)
+                self.breakdown = counts, total
+                cpu = self.cpu_ms_per_request
+                self.ctx.table(
+                    f"Profile of {self.name}, by piece of work (py-spy --gil, every thread of the worker)",
+                    ["piece", "share of samples", "µs a request", "samples"], table_rows(counts, total, cpu),
+                    note=f"{total} samples at 250 Hz. µs a request = share × the server's CPU a request in the "
+                         f"profiled run ({cpu:.2f} ms); C work done without the GIL (socket I/O, the kernel) is in "
+                         f"that CPU but in no share, so the µs are an upper bound for the Python pieces."
+                    if cpu is not None else f"{total} samples at 250 Hz.")
 
 
 def summarise_stacks(path: Path, root: str, top: int = 25) -> list[list[str]]:

@@ -184,11 +184,33 @@ def markdown(figures: dict) -> str:
     return "\n".join(lines)
 
 
+def receive_bound(figures: dict) -> str:
+    """What limited receive's one-event figure in the run the price is from: its CPU, or the
+    emulator's Publish round trip (then the busy price follows the emulator, not receive)."""
+    receive = figures.get("receive", {})
+    rps, cpu_ms = receive.get("single_rps"), receive.get("server_cpu_ms_per_request_single")
+    if not rps or not cpu_ms:
+        return ""
+    busy = rps * cpu_ms / 1000
+    what = ("bound by its CPU" if busy >= 0.85 else
+            "bound by the Publish round trip (the emulator's latency), not its CPU: at its CPU alone an instance "
+            f"would serve {1000 / cpu_ms:,.0f} req/s")
+    text = (f"receive in that run: {rps:,.0f} req/s at {cpu_ms:.2f} ms of server CPU a request, its CPU "
+            f"{busy:.0%} busy, so {what}.")
+    per_call = (figures.get("latency", {}).get("0") or {}).get("messages_per_call")
+    if per_call:
+        text += f" Its Publish calls carried {per_call:.1f} messages each (benchmarks/latency.py)."
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     path = Path(argv[0]) if argv else FIGURES
     figures = json.loads(path.read_text()) if path.exists() else {}
     print(markdown(figures))
+    bound = receive_bound(figures)
+    if bound:  # for whoever reads the prices against the run, not part of docs/cost.md's quote
+        print(f"\n{bound}", file=sys.stderr)
     return 0
 
 

@@ -9,6 +9,8 @@ measure.gcp.publisher.Publisher as receive does (concurrent callers' messages sh
 what the emulator itself takes; `--mode peer` publishes with google-cloud-pubsub's PublisherClient
 as the idiomatic peer does (`publish(...).result()` for each message). Run it pinned to the CPU
 the function gets and it says how much of receive's figure the publish path alone allows.
+`--calls-in-flight N` sets measure.gcp.publisher.MAX_CALLS_IN_FLIGHT for the client mode (the
+latency row compares 1 and 2). The JSON line also has `cpu_ms_per_message`.
 """
 
 from __future__ import annotations
@@ -57,7 +59,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--mode", choices=("client", "direct", "peer"), default="client")
+    parser.add_argument("--calls-in-flight", type=int, default=None,
+                        help="Publish calls a topic at once (measure.gcp.publisher.MAX_CALLS_IN_FLIGHT)")
     args = parser.parse_args(argv)
+    if args.calls_in_flight is not None:
+        from measure.gcp import publisher as publisher_module
+
+        publisher_module.MAX_CALLS_IN_FLIGHT = args.calls_in_flight
     now = int(time.time())
     raw = [{"user_id": f"probe-{i:08d}", "event_name": "game_open", "ip": "175.124.248.15", "time_stamp": now,
             "platform": "pc", "storefront": "steam"} for i in range(args.batch)]
@@ -83,8 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     for t in threads:
         t.join()
     elapsed = time.monotonic() - began
+    cpu = time.process_time() - cpu0
     print(json.dumps({"messages": sum(count), "seconds": elapsed, "per_s": sum(count) / elapsed,
-                      "cpu_share": (time.process_time() - cpu0) / elapsed}), flush=True)
+                      "cpu_share": cpu / elapsed, "cpu_ms_per_message": 1000 * cpu / max(sum(count), 1)}), flush=True)
     return 0
 
 

@@ -11,6 +11,7 @@ measured too: it says how much of receive's figure the emulator leaves room for.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -27,7 +28,7 @@ from benchmarks.common import (
     Profile,
     fmt,
     function_env,
-    group_cpu_s,
+    group_cpu_split_s,
     median,
     new_topology,
     run_wrk,
@@ -37,6 +38,7 @@ from benchmarks.common import (
     taskset,
     write_lines,
 )
+from benchmarks.profiles import RECEIVE as RECEIVE_PIECES
 
 THREADS = 16  # terraform/modules/measure/variables.tf: concurrency.receive
 BATCH = 500
@@ -70,11 +72,14 @@ def warm_emulator(ctx: Context, topology, most_s: float = 40.0) -> list[float]:
 
 
 def with_cpu(server, run_load) -> dict:
-    """Run a load and add the server's own CPU seconds per request to its result."""
-    cpu_before = group_cpu_s(server.proc.pid)
+    """Run a load and add the server's own CPU seconds per request to its result (and the share of
+    it spent in the kernel: threads blocking and waking, sockets)."""
+    user_before, system_before = group_cpu_split_s(server.proc.pid)
     result = run_load()
-    result["server_cpu_ms_per_request"] = 1000 * (group_cpu_s(server.proc.pid) - cpu_before) / max(
-        result["requests"], 1)
+    user_after, system_after = group_cpu_split_s(server.proc.pid)
+    used = (user_after - user_before) + (system_after - system_before)
+    result["server_cpu_ms_per_request"] = 1000 * used / max(result["requests"], 1)
+    result["server_system_share"] = (system_after - system_before) / used if used > 0 else 0.0
     return result
 
 
@@ -115,11 +120,16 @@ def run(ctx: Context) -> None:
                     ours.url + "/measure", batches, as_json, connections=BATCH_CONNECTIONS, seconds=batch_seconds,
                     headers=AUTH)))
         if ctx.profile:  # extra runs, not counted: py-spy costs the server a little
-            with Profile(ctx, "receive, one event a request", ours.proc.pid, "Flask.wsgi_app"):
-                run_wrk(ours.url + "/measure", single, form, connections=THREADS, seconds=seconds, headers=AUTH)
-            with Profile(ctx, f"receive, batches of {BATCH}", ours.proc.pid, "Flask.wsgi_app"):
-                run_wrk(ours.url + "/measure", batches, as_json, connections=BATCH_CONNECTIONS,
-                        seconds=batch_seconds, headers=AUTH)
+            profile_s = 4 * seconds  # enough samples for the breakdown's smaller pieces
+            for name, server, bodies, kind, connections in (
+                    ("bare function, one event a request", bare, single, form, THREADS),
+                    ("receive, one event a request", ours, single, form, THREADS),
+                    (f"receive, batches of {BATCH}", ours, batches, as_json, BATCH_CONNECTIONS)):
+                with Profile(ctx, name, server.proc.pid, "Flask.wsgi_app", categories=RECEIVE_PIECES) as profile:
+                    profiled = with_cpu(server, functools.partial(
+                        run_wrk, server.url + "/measure", bodies, kind, connections=connections, seconds=profile_s,
+                        headers=AUTH))
+                    profile.cpu_ms_per_request = profiled["server_cpu_ms_per_request"]
     finally:
         stop(ours)
         stop(peer)
@@ -158,6 +168,7 @@ def run(ctx: Context) -> None:
         "publish_ceiling_single": pub1, "publish_ceiling_batch": pub500, "publish_ceiling_direct": direct500,
         "publish_ceiling_peer_single": peer1,
         "server_cpu_ms_per_request_single": cpu_ours, "bare_server_cpu_ms_per_request": cpu_bare,
+        "server_system_share_single": m("ours", "server_system_share"),
         "emulator_warm_up": warm_up, "batch_server_cpu_share": batch_cpu_share,
         "peak_pss_mib": memory.peak,
     }
@@ -193,7 +204,8 @@ def run(ctx: Context) -> None:
              f"the emulator was warmed until its publish rate settled: "
              f"{', '.join(fmt(r) for r in warm_up)} msg/s. Server CPU per one-event request (the server's "
              f"process group, user + system): bare {cpu_bare:.2f} ms, peer {cpu_peer:.2f} ms, "
-             f"receive {cpu_ours:.2f} ms, so a receive "
+             f"receive {cpu_ours:.2f} ms (in the kernel: bare {m('bare', 'server_system_share'):.0%}, peer "
+             f"{m('peer', 'server_system_share'):.0%}, receive {m('ours', 'server_system_share'):.0%}), so a receive "
              f"instance bound by its CPU alone would serve {cpu_bare / max(cpu_ours, 1e-9):.2f}× the bare "
              f"function's requests.")
     ctx.row("receive, one event per request", f"{fmt(rps_ours)} req/s, p50 {fmt(m('ours', 'p50_ms'), 1)} ms, "

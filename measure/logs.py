@@ -60,6 +60,10 @@ def _mask_match(match: re.Match[str]) -> str:
 
 def scrub(text: str) -> str:
     """Mask every IP address in a free-text value."""
+    # An IPv4 candidate has three dots and an IPv6 one two colons: most values (ids, names,
+    # "accepted") have neither, and str.count is far cheaper than the regex's scan.
+    if text.count(".") < 3 and text.count(":") < 2:
+        return text
     return _ADDRESS_LIKE.sub(_mask_match, text)
 
 
@@ -89,6 +93,11 @@ def traced(handler: Callable[[Any], R]) -> Callable[[Any], R]:
     return wrapper
 
 
+# json.dumps(record, default=str, separators=(",", ":")), the encoder built once rather than on
+# every call (json.dumps builds one whenever it is given options): a log line a request.
+_ENCODER = json.JSONEncoder(default=str, separators=(",", ":"))
+
+
 def log(severity: str, message: str, **fields: object) -> None:
     record: dict[str, object] = {"severity": severity, "message": scrub(message), "time": round(time.time(), 3)}
     trace = _trace.get()
@@ -102,7 +111,7 @@ def log(severity: str, message: str, **fields: object) -> None:
         elif isinstance(value, str):
             value = scrub(value)  # a reason or error may quote the address it refuses
         record[key] = value
-    line = json.dumps(record, default=str, separators=(",", ":")) + "\n"
+    line = _ENCODER.encode(record) + "\n"
     with _lock:
         sys.stdout.write(line)
         sys.stdout.flush()

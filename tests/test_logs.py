@@ -1,6 +1,9 @@
+import ipaddress
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from measure import logs
 
@@ -14,10 +17,25 @@ from measure import logs
         ("at 18:42:45.431Z", "at 18:42:45.431Z"),
         ("version 1.2.3 and v1.2.3.4", "version 1.2.3 and v1.2.3.4"),
         ("999.1.1.1 is no address", "999.1.1.1 is no address"),
+        ("::1", "::/48"),
+        ("0123456789abcdef0123456789abcdef", "0123456789abcdef0123456789abcdef"),
     ],
 )
 def test_scrub_masks_addresses_in_free_text(text, masked):
     assert logs.scrub(text) == masked
+
+
+@given(address=st.ip_addresses(), before=st.sampled_from(["", "ip ", "(", "from "]),
+       after=st.sampled_from(["", " refused", ":443", ")"]))
+def test_scrub_leaves_no_whole_address_anywhere_in_a_text(address, before, after):
+    # Whatever shortcut scrub takes for texts that cannot hold an address, one that does is masked.
+    if address.version == 6 and after == ":443":
+        after = "]:443"  # a port after an IPv6 address needs its brackets to be told apart
+        before = f"{before}["
+    text = f"{before}{address}{after}"
+    scrubbed = logs.scrub(text)
+    assert str(address) not in scrubbed or ipaddress.ip_network(f"{address}/{24 if address.version == 4 else 48}",
+                                                                 strict=False).network_address == address
 
 
 def test_a_log_line_masks_ip_fields_and_addresses_in_any_string(capsys):

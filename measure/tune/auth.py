@@ -22,8 +22,8 @@ from measure.tune.signing import (
     PostParamsOnGetError,
     SigningError,
     generate_signature,
-    post_params_of_body,
     request_target,
+    signed_form,
     signing_headers,
 )
 
@@ -36,8 +36,10 @@ class MeasureAuth(AuthBase):
 
         session.post(url, data=params, auth=MeasureAuth(consumer_key, private_key))
 
-    What is signed is read from the prepared request itself (its URL and its form body), so the
-    signature always covers what is sent, however the body was encoded.
+    What is signed is the prepared request itself: its URL, and its form body as it is sent
+    ("&" + the body, measure.tune.signing.signed_form), never decoded and encoded again. One signer
+    for MeasurementClient, whose body is encode_post_params' already, and for a Session posting a
+    dict, whose pairs are put in the spec's order first.
     """
 
     def __init__(self, consumer_key: str, private_key: str, clock: Callable[[], float] = time.time):
@@ -60,7 +62,10 @@ class MeasureAuth(AuthBase):
             content_type = request.headers.get("Content-Type", "")
             if request.body and not content_type.startswith(FORM):
                 raise SigningError(f"a signed POST must be form-encoded, not {content_type or 'unknown content'}")
-            post_params = post_params_of_body(request.body)
+            sent = _text(request.body)
+            body, post_params = signed_form(sent)
+            if body is not sent:  # a dict's pairs, put in the spec's order: the body is what is signed
+                request.prepare_body(body, None)
         else:
             raise InvalidMethodError(request.method or "")
         consumer_key, private_key = self._credentials()
@@ -79,3 +84,13 @@ class _Reading(MeasureAuth):
     def __init__(self, credentials: Credentials, clock: Callable[[], float] = time.time):
         self._credentials = credentials
         self.clock = clock
+
+
+def _text(body: bytes | str | None) -> str:
+    """A prepared form body as text: requests keeps a str as given and encodes a dict to a str."""
+    if isinstance(body, bytes):
+        try:
+            return body.decode("ascii")
+        except UnicodeDecodeError:
+            raise SigningError("a form body is ASCII once url-encoded; this one is not") from None
+    return body or ""

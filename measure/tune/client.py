@@ -16,8 +16,9 @@ What the Session is told, and why:
     un-verify signed traffic (it also spares requests' per-call scan of the environment);
   - no cookies kept: every attempt stands alone.
 
-The body is the spec's parameter string itself (encode_post_params without its leading "&"), so
-what is sent is byte for byte what MeasureAuth signs.
+The parameters are encoded once: the body is the spec's parameter string itself
+(encode_post_params, the seed's EncodePostParams, without its leading "&"), and MeasureAuth signs
+"&" + that body as it is sent, without reading it back.
 """
 
 from __future__ import annotations

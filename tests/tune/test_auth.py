@@ -5,12 +5,14 @@ import requests
 
 from measure import signing
 from measure.signing import encode_post_params, generate_signature
-from measure.tune.auth import MeasureAuth
+from measure.tune.auth import FORM, MeasureAuth
 from tests.tune.vectors import HOST, TRUTH, TS
 
 
 def _prepared(method, url, data=None):
-    return requests.Request(method, url, data=data).prepare()
+    # A str or bytes body is sent as it is, so its content type is said, as MeasurementClient says it.
+    headers = {"Content-Type": FORM} if isinstance(data, (str, bytes)) else None
+    return requests.Request(method, url, data=data, headers=headers).prepare()
 
 
 def test_measure_auth_signs_a_form_post_that_verifies():
@@ -21,6 +23,30 @@ def test_measure_auth_signs_a_form_post_that_verifies():
     expected = generate_signature("pk", "POST", HOST, "/serve", TS,
                                   encode_post_params({"var1": "blue", "meow": "+-=", "alpha": "beta"}))
     assert request.headers["mat-signature"] == expected
+
+
+def test_measure_auth_signs_the_body_exactly_as_sent_without_reencoding_it():
+    # "%7E" is not how encode_post_params writes "~": decoding and encoding the body again would
+    # sign "&a=~" while "a=%7E" goes out. The body is signed as it is sent.
+    auth = MeasureAuth("ck", "pk", clock=lambda: int(TS))
+    request = auth(_prepared("POST", f"https://{HOST}/serve", "a=%7E&b=x+y"))
+    assert request.body == "a=%7E&b=x+y"
+    assert request.headers["mat-signature"] == generate_signature("pk", "POST", HOST, "/serve", TS, "&a=%7E&b=x+y")
+
+
+def test_measure_auth_puts_a_dicts_pairs_in_the_spec_order_and_signs_that_body():
+    auth = MeasureAuth("ck", "pk", clock=lambda: int(TS))
+    request = auth(_prepared("POST", f"https://{HOST}/serve", {"var1": "blue", "meow": "+-=", "alpha": "beta"}))
+    assert request.body == encode_post_params({"var1": "blue", "meow": "+-=", "alpha": "beta"})[1:]
+    assert request.headers["Content-Length"] == str(len(request.body))
+    assert request.headers["mat-signature"] == generate_signature("pk", "POST", HOST, "/serve", TS, "&" + request.body)
+
+
+def test_measure_auth_refuses_a_key_given_twice_and_a_body_that_is_not_ascii():
+    with pytest.raises(signing.MultiValuedParameterError, match="'a'"):
+        MeasureAuth("ck", "pk")(_prepared("POST", f"https://{HOST}/serve", [("a", "1"), ("b", "2"), ("a", "3")]))
+    with pytest.raises(signing.SigningError, match="ASCII"):
+        MeasureAuth("ck", "pk")(_prepared("POST", f"https://{HOST}/serve", "a=é".encode()))
 
 
 def test_measure_auth_get_reproduces_the_seed_get_vector():

@@ -13,6 +13,7 @@ import pytest
 from measure.dev.sandbox import Sandbox
 from measure.tune.client import MeasurementClient
 from measure.tune.outcome import Kind
+from measure.tune.signing import encode_post_params, generate_signature, request_target
 from tests.helpers import ADVERTISER, CONSUMER_KEY, PRIVATE_KEY
 
 PARAMS = {"action": "session", "advertiser_id": ADVERTISER, "site_id": "2960", "sdk": "server",
@@ -51,6 +52,22 @@ def test_a_signed_post_is_verified_and_delivered(sandbox):
     (seen,) = sandbox.requests(transaction_id="t-1")
     assert seen["params"]["user_id"] == "u 1+&="  # escaped in the body, intact at the other end
     assert seen["signature"] == "valid"
+
+
+def test_the_body_sent_is_the_one_encoding_and_exactly_what_is_signed(sandbox):
+    # One encoding of the parameters (encode_post_params), sent as the body and signed as sent:
+    # the signature on the wire is over "&" + the bytes that went out, and the sandbox verifies it.
+    client = client_for(sandbox.serve_url)
+    sent = []
+    client.session.hooks["response"].append(lambda response, **_: sent.append(response.request))
+    assert client.deliver(PARAMS).kind is Kind.DELIVERED
+    (request,) = sent
+    body = request.body.decode() if isinstance(request.body, bytes) else request.body
+    assert body == encode_post_params(PARAMS)[1:]
+    host, uri = request_target(request.url)
+    assert request.headers["mat-signature"] == generate_signature(
+        PRIVATE_KEY, "POST", host, uri, request.headers["mat-timestamp"], "&" + body)
+    assert sandbox.requests(transaction_id="t-1")[0]["signature"] == "valid"
 
 
 def test_wrong_key_is_rejected_and_a_repeat_is_a_duplicate(sandbox):

@@ -25,6 +25,7 @@ event_id), which make a retry the same request to TUNE.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 
@@ -96,9 +97,9 @@ def through_the_pipeline(client, topology, sandbox, body: dict) -> tuple[dict, d
     assert accepted.status_code == 202, accepted.get_data(as_text=True)
     assert accepted.get_json()["event_ids"] == [event["event_id"]]
     (message,) = topology.pull(topology.names.events_tap_subscription, expect=1)
-    config = config_module.load()
+    config = dataclasses.replace(config_module.load(), retry_schedule=(0,))
     delivery = Delivery(config, MeasurementClient(config.endpoint, lambda: (CONSUMER_KEY, PRIVATE_KEY)),
-                        Publisher(config.project), CircuitBreaker(), schedule=(0,))
+                        Publisher(config.project), CircuitBreaker())
     assert Sender(delivery).process(message.message.data, dict(message.message.attributes)).result == "delivered"
     (seen,) = sandbox.requests(transaction_id=event["event_id"])
     assert (seen["method"], seen["signature"], seen["outcome"]) == ("POST", "valid", "accepted")

@@ -1,5 +1,7 @@
 """Signing: the seed's Go truth vectors byte for byte, each step alone, and properties."""
 
+import base64
+import hmac
 import string
 import subprocess
 import sys
@@ -37,6 +39,33 @@ def test_sign_is_unpadded_base64url():
     signature = signing.sign("k", "anything")
     assert "=" not in signature and "+" not in signature and "/" not in signature
     assert len(signature) == 43  # 32 bytes of HMAC-SHA256
+
+
+def standard_hmac(private_key: str, to_sign: str) -> str:
+    digest = hmac.digest(private_key.encode(), to_sign.encode(), "sha256")
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+@pytest.mark.parametrize("length", [0, 1, 31, 63, 64, 65, 128, 200])
+def test_sign_is_the_standard_hmac_for_keys_of_every_length_around_the_block(length):
+    # The keyed state is built by hand (RFC 2104's padded blocks); a key longer than SHA-256's
+    # 64-byte block is hashed first, a shorter one zero-padded: both must give hmac's answer.
+    private_key = ("key" * 100)[:length]  # ASCII: `length` bytes
+    to_sign = "POST\nh\n/serve\n1\n&a=1"
+    assert signing.sign(private_key, to_sign) == standard_hmac(private_key, to_sign)
+
+
+@given(private_key=st.text(max_size=100), to_sign=st.text(max_size=300))
+def test_sign_agrees_with_the_standard_hmac(private_key, to_sign):
+    assert signing.sign(private_key, to_sign) == standard_hmac(private_key, to_sign)
+
+
+def test_the_kept_keyed_state_is_never_advanced_by_a_signature():
+    # A second signature under the same key must not start where the first ended.
+    first = signing.sign("pk", "one")
+    signing.sign("pk", "two")
+    assert signing.sign("pk", "one") == first == standard_hmac("pk", "one")
+    assert signing.sign("other", "one") == standard_hmac("other", "one")
 
 
 def test_encode_post_params_sorts_keys_and_escapes_like_go_query_escape():
@@ -121,11 +150,19 @@ def test_encoding_is_independent_of_key_order(params):
 
 
 @given(params=params_strategy)
-def test_a_form_body_reencodes_to_the_signed_params(params):
-    # What a receiver sees (the body requests sends) signs the same as what the sender signed.
-    body = urlencode(params)
-    assert signing.post_params_of_body(body) == encode_post_params(params)
-    assert dict(parse_qsl(encode_post_params(params)[1:], keep_blank_values=True)) == params
+def test_a_form_body_is_signed_as_sent_in_the_spec_order(params):
+    # encode_post_params' body comes back as it is; requests' encoding of the same dict (urlencode,
+    # insertion order) is put in order and then is that same body; a receiver reads the pairs back.
+    body = encode_post_params(params)[1:]
+    assert signing.signed_form(body) == (body, "&" + body if body else "")
+    assert signing.signed_form(body)[0] is body
+    assert signing.signed_form(urlencode(params)) == signing.signed_form(body)
+    assert dict(parse_qsl(body, keep_blank_values=True)) == params
+
+
+def test_a_form_body_loses_its_empty_pairs_before_it_is_signed():
+    assert signing.signed_form("b=2&&a=1&") == ("a=1&b=2", "&a=1&b=2")
+    assert signing.signed_form("&") == ("", "")  # no pairs at all: nothing to sign, as for no body
 
 
 @given(params=params_strategy, key=keys, value=values)

@@ -295,7 +295,7 @@ class Sandbox:
         if private_key is None:
             raise _Rejected(["unknown consumer key"], "unknown consumer key")
         try:
-            # post_params_of_body(body), from the pairs already parsed: parsing is the costly part.
+            # The receiving side's post_params: the pairs received, sorted and encoded as the spec says.
             post_params = signing.encode_post_params(form) if method == "POST" else ""
         except ValueError as error:
             raise _Rejected([f"invalid parameters: {error}"], "not checked", "parameters") from error
@@ -450,7 +450,7 @@ def _iso_time(now: float) -> str:
 
 
 def _form_pairs(body: bytes) -> list[tuple[str, str]]:
-    """A form body's pairs, exactly as signing.post_params_of_body reads them."""
+    """A form body's pairs, blank values kept, as the receiving side reads them to verify."""
     return parse_qsl(body.decode("utf-8"), keep_blank_values=True) if body else []
 
 
