@@ -502,22 +502,22 @@ def _letters(count: int) -> Callable[[object, str], str]:
     return check
 
 
-def _ad_id(value: object, name: str) -> str:
-    if not isinstance(value, str):
-        raise Bad(f"must be a string, not {kind(value)}")
-    text = value.strip()
-    if len(text) > MAX_FIELD_LENGTH[name] or not _AD_ID.fullmatch(text):
-        raise Bad(f"{show(text)} is not an advertising id (hex digits and dashes, at most {MAX_FIELD_LENGTH[name]})")
-    return text
+def _identifier(pattern: re.Pattern[str], what: str) -> Callable[[object, str], str]:
+    """A device identifier's check: a string that matches `pattern`, within the field's length."""
+
+    def check(value: object, name: str) -> str:
+        if not isinstance(value, str):
+            raise Bad(f"must be a string, not {kind(value)}")
+        text = value.strip()
+        if len(text) > MAX_FIELD_LENGTH[name] or not pattern.fullmatch(text):
+            raise Bad(f"{show(text)} is not {what}, at most {MAX_FIELD_LENGTH[name]})")
+        return text
+
+    return check
 
 
-def _vendor_id(value: object, name: str) -> str:
-    if not isinstance(value, str):
-        raise Bad(f"must be a string, not {kind(value)}")
-    text = value.strip()
-    if len(text) > MAX_FIELD_LENGTH[name] or not _VENDOR_ID.fullmatch(text):
-        raise Bad(f"{show(text)} is not a vendor id (letters, digits and dashes, at most {MAX_FIELD_LENGTH[name]})")
-    return text
+_ad_id = _identifier(_AD_ID, "an advertising id (hex digits and dashes")
+_vendor_id = _identifier(_VENDOR_ID, "a vendor id (letters, digits and dashes")
 
 
 def _flag(value: object, name: str) -> str:
