@@ -102,10 +102,10 @@ class _FakeSubscriber:
         received, self.messages = self.messages, []
         return SimpleNamespace(received_messages=received)
 
-    def modify_ack_deadline(self, request):
+    def modify_ack_deadline(self, request, timeout=30.0):
         pass
 
-    def acknowledge(self, request):
+    def acknowledge(self, request, timeout=30.0):
         pass
 
 
@@ -145,7 +145,7 @@ def sweep_after_an_outage() -> tuple[dict, int]:
     delivery = Delivery(load(base_env("https://api.example.com/serve")), client, _NullPublisher(), breaker,
                         schedule=(0,))
     subscriber = _FakeSubscriber()
-    sweeper = Sweeper(delivery.config, delivery, subscriber, parallelism=1)
+    sweeper = Sweeper(delivery.config, delivery, subscriber)
     with contextlib.redirect_stdout(io.StringIO()):  # its log lines are not this module's output
         subscriber.messages = _due_retries(4)
         sweeper.run(budget=5)

@@ -27,7 +27,9 @@ CONNECT_TIMEOUT = 5.0
 TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 # 409 is ABORTED (a conflict worth another try: publish and pull may answer it) or ALREADY_EXISTS
 # (a create that will not change): the error body's status tells them apart.
-TRANSIENT_CODES = frozenset({"ABORTED", "UNAVAILABLE", "RESOURCE_EXHAUSTED", "INTERNAL", "DEADLINE_EXCEEDED"})
+# CANCELLED (HTTP 499): the service gave up on the call, as python-pubsub's transports retry it.
+TRANSIENT_CODES = frozenset({"ABORTED", "CANCELLED", "UNAVAILABLE", "RESOURCE_EXHAUSTED", "INTERNAL",
+                             "DEADLINE_EXCEEDED"})
 _JSON = {"Content-Type": "application/json"}
 
 

@@ -5,7 +5,8 @@ import time
 
 import requests
 
-from measure.functions.sweep import DEADLINE_STEPS, LINGER_S, Sweeper, deadline_step
+from measure.dev.pubsubproxy import PubsubProxy
+from measure.functions.sweep import DEADLINE_STEPS, Sweeper, Tally, deadline_step
 from measure.gcp.subscriber import Subscriber
 from measure.pipeline import retry
 from measure.pipeline.breaker import CircuitBreaker, State
@@ -28,14 +29,14 @@ class CountingSubscriber(Subscriber):
         self.pulls.append(request["max_messages"])
         return super().pull(request, timeout)
 
-    def modify_ack_deadline(self, request):
+    def modify_ack_deadline(self, request, timeout=30.0):
         self.modifies.append((len(request["ack_ids"]), request["ack_deadline_seconds"]))
-        super().modify_ack_deadline(request)
+        super().modify_ack_deadline(request, timeout)
 
 
 def sweeper_with(pipeline, subscriber, **kwargs) -> Sweeper:
-    kwargs = {"return_immediately": True, "linger": 0.5, **kwargs}
-    return Sweeper(pipeline.config, pipeline.delivery, subscriber, parallelism=4, **kwargs)
+    kwargs = {"return_immediately": True, **kwargs}
+    return Sweeper(pipeline.config, pipeline.delivery, subscriber, **kwargs)
 
 
 def publish_retries(pipeline, count, due_in, prefix="r", attempt=1):
@@ -54,13 +55,14 @@ def test_deadline_steps_hide_a_message_at_least_as_long_as_asked_and_little_long
     assert deadline_step(5000) == 600 == DEADLINE_STEPS[-1]
 
 
-def test_an_idle_sweep_returns_within_about_a_second(pipeline):
-    """As deployed (no return_immediately): the emulator, like the service, holds an empty pull open."""
-    sweeper = sweeper_with(pipeline, Subscriber(), return_immediately=False)
-    began = time.monotonic()
-    summary = sweeper.run(budget=30)
-    assert summary["pulled"] == 0
-    assert time.monotonic() - began < 2.0
+def test_an_idle_sweep_makes_one_pull_and_ends_when_the_service_answers_it_empty(topology, sandbox, monkeypatch):
+    """The stand-in holds an empty pull open for 2 s, as the service does (until the client's timeout)."""
+    with PubsubProxy(topology.emulator_host, empty_hold=2.0).start() as proxy:
+        pipeline = Pipeline(topology, sandbox, monkeypatch, PUBSUB_EMULATOR_HOST=proxy.host)
+        subscriber = CountingSubscriber()
+        summary = sweeper_with(pipeline, subscriber, return_immediately=False).run(budget=30)
+    assert summary["pulled"] == 0 and subscriber.pulls == [8]
+    assert 2.0 <= summary["elapsed"] < 3.5
 
 
 def test_ack_deadline_extensions_are_one_call_per_distinct_deadline(pipeline, sandbox):
@@ -81,15 +83,17 @@ def test_ack_deadline_extensions_are_one_call_per_distinct_deadline(pipeline, sa
     assert sweeper.run(budget=2)["pulled"] == 0  # all out of sight
 
 
-def test_a_busy_sweep_lingers_for_the_retries_published_while_it_runs(pipeline, sandbox):
-    publish_retries(pipeline, 1, lambda i: -1, prefix="first")
-    sweeper = sweeper_with(pipeline, Subscriber(), linger=LINGER_S)
-    later = threading.Timer(1.5, publish_retries, (pipeline, 1, lambda i: -1), {"prefix": "later"})
-    later.start()
-    summary = sweeper.run(budget=20)
-    later.join()
+def test_a_busy_sweep_waits_for_the_retries_published_while_it_runs(topology, sandbox, monkeypatch):
+    """Against the Pub/Sub stand-in, which holds an empty pull open (5 s) as the service does."""
+    with PubsubProxy(topology.emulator_host, empty_hold=5.0).start() as proxy:
+        pipeline = Pipeline(topology, sandbox, monkeypatch, PUBSUB_EMULATOR_HOST=proxy.host)
+        publish_retries(pipeline, 1, lambda i: -1, prefix="first")
+        later = threading.Timer(2.0, publish_retries, (pipeline, 1, lambda i: -1), {"prefix": "later"})
+        later.start()
+        summary = pipeline.sweeper.run(budget=30)
+        later.join()
     assert (summary["pulled"], summary["delivered"]) == (2, 2)
-    assert 1.5 + LINGER_S <= summary["elapsed"] < 20  # it stopped once the queue stayed empty
+    assert 2.0 + 5.0 <= summary["elapsed"] < 20  # it stopped once a held-open pull found nothing
 
 
 def test_a_retry_due_in_a_few_seconds_is_attempted_in_the_same_sweep(pipeline, sandbox):
@@ -192,4 +196,4 @@ def test_sweep_function_answers_a_json_summary(topology, sandbox, function_serve
     url = function_server("sweep", {**base_env(sandbox.serve_url), **topology.env()})
     response = requests.post(url, timeout=30)
     assert response.status_code == 200
-    assert set(response.json()) == {"pulled", *Result, "not_due", "released", "errors", "elapsed", "stopped_early"}
+    assert set(response.json()) == {"pulled", *Result, *Tally, "elapsed", "stopped_early"}
