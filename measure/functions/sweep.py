@@ -248,7 +248,7 @@ class _Sweep:
         self.pull_after = self.started  # no pull before this (after an empty one)
         self.empty = False  # the last pull found nothing, and began after the last retry was published
         self.published_at = self.started  # when an attempt of this run last put a retry on the topic
-        self.leases_at = self.started  # when leases were last looked at
+        self.lease_check_at = float("inf")  # when the first lease of a message in hand needs extending
         self._seq = itertools.count()
 
     def run(self) -> dict:
@@ -354,7 +354,7 @@ class _Sweep:
 
     def _wait(self, now: float) -> None:
         """Until an attempt or the pull finishes, a held message comes due, or it is time to act."""
-        until = self.stop_at
+        until = min(self.stop_at, self.lease_check_at)
         if self.held:
             until = min(until, self.held[0].due)
         if self.ready or self.acks or (self.pulling is None and not self.empty):
@@ -425,6 +425,7 @@ class _Sweep:
                 continue
             wait = state.next_due - wall if state else 0.0
             in_hand = InHand(item.ack_id, envelope, lease_until, now + max(0.0, wait))
+            self.lease_check_at = min(self.lease_check_at, lease_until - LEASE_MARGIN_S)
             if wait <= 0:
                 self.ready.append(in_hand)
             elif wait <= HOLD_S and in_hand.due < self.start_until:
@@ -467,14 +468,17 @@ class _Sweep:
     def _keep_leases(self, now: float) -> None:
         """Extend the lease of every message in hand (waiting for a slot, held, being attempted)
         that ends soon, so that Pub/Sub does not offer it to another puller meanwhile."""
-        if now - self.leases_at < 1.0:
+        if now < self.lease_check_at:
             return
-        self.leases_at = now
         in_hand = [*self.ready, *(held.message for held in self.held), *self.running.values()]
         expiring = [message for message in in_hand if message.lease_until - now < LEASE_MARGIN_S]
-        if expiring and self._modify([message.ack_id for message in expiring], int(ACK_DEADLINE_S)):
+        extended = bool(expiring) and self._modify([message.ack_id for message in expiring], int(ACK_DEADLINE_S))
+        if extended:
             for message in expiring:
                 message.lease_until = now + ACK_DEADLINE_S
+        self.lease_check_at = min((message.lease_until - LEASE_MARGIN_S for message in in_hand), default=float("inf"))
+        if expiring and not extended:  # tried again a second later: its messages may still be in time
+            self.lease_check_at = now + 1.0
 
     def _ack(self) -> None:
         self.acked_at = self.clock.now()

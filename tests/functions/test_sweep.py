@@ -1,15 +1,25 @@
 """The sweep (measure.functions.sweep) on the real emulator, against the sandbox."""
 
+import contextlib
+import io
+import itertools
+import queue
 import threading
 import time
+from collections import Counter
 
 import requests
 
+from measure.config import load
 from measure.dev.pubsubproxy import PubsubProxy
-from measure.functions.sweep import DEADLINE_STEPS, Sweeper, Tally, deadline_step
-from measure.gcp.subscriber import Subscriber
+from measure.functions.sweep import DEADLINE_STEPS, EMPTY_PULL_S, MIN_PULL_S, Clock, Sweeper, Tally, deadline_step
+from measure.gcp.googleapi import ApiError, DeadlineExceededError
+from measure.gcp.publisher import PublishError
+from measure.gcp.secrets import SecretUnavailableError
+from measure.gcp.subscriber import PubsubMessage, PullResponse, ReceivedMessage, Subscriber
 from measure.pipeline import retry
 from measure.pipeline.breaker import CircuitBreaker, State
+from measure.pipeline.concurrency import ConcurrencyLimit
 from measure.pipeline.delivery import Delivery, Result
 from measure.pipeline.message import retry_message
 from measure.tune.outcome import Kind, Outcome
@@ -197,3 +207,291 @@ def test_sweep_function_answers_a_json_summary(topology, sandbox, function_serve
     response = requests.post(url, timeout=30)
     assert response.status_code == 200
     assert set(response.json()) == {"pulled", *Result, *Tally, "elapsed", "stopped_early"}
+
+
+# ---------------------------------------------------------------------------------------------
+# On a fake clock: the sweep's rules, each in milliseconds, through the seams production uses
+# (the Clock, the subscriber, the delivery's client and publisher).
+
+
+class FakeClock(Clock):
+    """Time passes only when the sweep waits (or a fake says so)."""
+
+    def __init__(self):
+        self.t = 1000.0
+        self._lock = threading.Lock()
+
+    def now(self):
+        return self.t
+
+    def wall(self):
+        return 1_800_000_000.0 + self.t
+
+    def advance(self, seconds):
+        with self._lock:
+            self.t += max(0.0, seconds)
+
+    def wait(self, events, timeout):
+        try:
+            return events.get(timeout=0.002)  # what the threads of the pool have finished by now
+        except queue.Empty:
+            self.advance(timeout)
+            return None
+
+
+class FakeSubscription:
+    """A pull subscription on the fake clock: leases, acks, deadlines; calls recorded; faults on demand."""
+
+    def __init__(self, clock, ack_deadline=60.0):
+        self.clock = clock
+        self.ack_deadline = ack_deadline
+        self.messages: dict[str, tuple[bytes, dict]] = {}
+        self.leased_until: dict[str, float] = {}
+        self.acked: list[str] = []
+        self.calls: list[tuple[str, int, float]] = []  # (call, ack ids or max messages, timeout)
+        self.hung: set[str] = set()  # calls that take their whole timeout and fail, as a hung call does
+        self.blocked: dict[str, threading.Event] = {}  # calls that block (real time) until the event is set
+        self.failing: set[str] = set()  # calls answered by an error at once
+        self._lock = threading.Lock()
+        self._ids = itertools.count()
+
+    def subscription_path(self, project, subscription):
+        return f"projects/{project}/subscriptions/{subscription}"
+
+    def publish(self, data, attributes):
+        with self._lock:
+            ack_id = f"ack-{next(self._ids)}"
+            self.messages[ack_id] = (data, attributes)
+            return ack_id
+
+    def _fault(self, call, timeout):
+        self.calls.append((call, -1, timeout))
+        if call in self.blocked:
+            self.blocked.pop(call).wait(30)
+        if call in self.hung:
+            self.clock.advance(timeout)
+            raise DeadlineExceededError(call)
+        if call in self.failing:
+            raise ApiError(call, 503, "injected", transient=True)
+
+    def pull(self, request, timeout):
+        self._fault("pull", timeout)
+        now = self.clock.now()
+        with self._lock:
+            free = [a for a in self.messages if self.leased_until.get(a, 0.0) <= now][:request["max_messages"]]
+            for ack_id in free:
+                self.leased_until[ack_id] = now + self.ack_deadline
+        self.calls[-1] = ("pull", request["max_messages"], timeout)
+        return PullResponse([ReceivedMessage(a, PubsubMessage(*self.messages[a], message_id=a)) for a in free])
+
+    def acknowledge(self, request, timeout=30.0):
+        self._fault("acknowledge", timeout)
+        self.calls[-1] = ("acknowledge", len(request["ack_ids"]), timeout)
+        with self._lock:
+            for ack_id in request["ack_ids"]:
+                if self.messages.pop(ack_id, None) is not None:
+                    self.acked.append(ack_id)
+
+    def modify_ack_deadline(self, request, timeout=30.0):
+        self._fault("modify", timeout)
+        seconds = request["ack_deadline_seconds"]
+        self.calls[-1] = (f"modify {seconds}", len(request["ack_ids"]), timeout)
+        with self._lock:
+            for ack_id in request["ack_ids"]:
+                self.leased_until[ack_id] = self.clock.now() + seconds
+
+    def count(self, call):
+        return sum(1 for name, _, _ in self.calls if name == call)
+
+
+class FakePublisher:
+    """Retries land on the fake subscription (so the sweep meets them again); dead letters in a list."""
+
+    def __init__(self, subscription, config):
+        self.subscription = subscription
+        self.config = config
+        self.dead: list = []
+        self.failing = False
+
+    def publish_one(self, topic, message):
+        if self.failing:
+            raise PublishError(topic, 1, 1, "injected")
+        if topic == self.config.retry_topic:
+            return self.subscription.publish(*message)
+        self.dead.append(message)
+        return "dead"
+
+
+class FakeClient:
+    """The Measurement API: `answer(params)` decides each outcome; every call is recorded by user id."""
+
+    def __init__(self, clock, answer=None):
+        self.clock = clock
+        self.answer = answer or (lambda params: Outcome(Kind.DELIVERED, "success"))
+        self.attempted: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def deliver(self, params):
+        with self._lock:
+            self.attempted[params["user_id"]] += 1
+        return self.answer(params)
+
+
+class Fakes:
+    def __init__(self, budget=60, schedule=(1, 2, 4), slots=4, answer=None, **env):
+        self.clock = FakeClock()
+        self.config = load({**base_env(), "MEASURE_SWEEP_BUDGET": str(budget), **env})
+        self.subscription = FakeSubscription(self.clock)
+        self.publisher = FakePublisher(self.subscription, self.config)
+        self.client = FakeClient(self.clock, answer)
+        self.breaker = CircuitBreaker(cooldown=30, clock=self.clock.now, min_attempts=3)
+        self.delivery = Delivery(self.config, self.client, self.publisher, self.breaker, clock=self.clock.wall,
+                                 schedule=schedule, limit=ConcurrencyLimit(maximum=slots))
+        self.sweeper = Sweeper(self.config, self.delivery, self.subscription, clock=self.clock)
+
+    def due(self, count, prefix="e", due_in=lambda i: -1.0):
+        wall = self.clock.wall()
+        for i in range(count):
+            event = make_event(user_id=f"{prefix}{i}")
+            state = retry.RetryState(1, wall - 5, wall + due_in(i), "HTTP 503")
+            self.subscription.publish(*retry_message(event, state))
+
+
+def quietly(run, *args, **kwargs):
+    with contextlib.redirect_stdout(io.StringIO()):
+        return run(*args, **kwargs)
+
+
+def test_a_pull_waits_seconds_for_its_answer_within_the_budget():
+    fakes = Fakes(budget=60)
+    fakes.due(3)
+    summary = quietly(fakes.sweeper.run)
+    assert summary["delivered"] == 3
+    pulls = [timeout for call, _, timeout in fakes.subscription.calls if call == "pull"]
+    assert pulls and all(MIN_PULL_S <= timeout <= EMPTY_PULL_S for timeout in pulls), pulls
+    assert EMPTY_PULL_S >= 5  # longer than the service takes to answer a pull with messages
+
+
+def test_hung_calls_end_with_the_budget_and_the_run_hands_back_what_it_did_not_finish():
+    fakes = Fakes(budget=20)
+    fakes.due(6)
+    fakes.subscription.hung |= {"acknowledge", "modify"}
+    started = fakes.clock.now()
+    summary = quietly(fakes.sweeper.run)
+    assert fakes.clock.now() - started <= 20.0 + 0.01  # not 30 s a call
+    assert summary["delivered"] == 6 and summary["call_failures"] >= 1
+    assert all(timeout <= 20.0 for _, _, timeout in fakes.subscription.calls)
+    # Nothing acknowledged: every message comes back after its deadline, none lost.
+    assert fakes.subscription.acked == [] and len(fakes.subscription.messages) == 6
+
+
+def test_an_attempt_still_running_at_the_end_of_the_budget_is_left_to_its_lease():
+    release = threading.Event()
+
+    def answer(params):
+        if params["user_id"] == "e0":
+            release.wait(30)  # hung (real time): the fake clock runs on meanwhile
+        return Outcome(Kind.DELIVERED, "success")
+
+    fakes = Fakes(budget=20, answer=answer)
+    fakes.due(3)
+    with contextlib.redirect_stdout(io.StringIO()):
+        try:
+            summary = fakes.sweeper.run()
+        finally:
+            release.set()
+            time.sleep(0.05)  # its late "delivery" line is not this test's output
+    assert summary["unfinished"] == 1 and summary["delivered"] == 2
+    assert len(fakes.subscription.acked) == 2 and len(fakes.subscription.messages) == 1
+
+
+def test_a_message_being_attempted_keeps_its_lease_and_is_not_pulled_again():
+    def slow(params):  # 90 s an attempt, in fake seconds, a little at a time
+        for _ in range(90):
+            fakes.clock.advance(1.0)
+            time.sleep(0.001)
+        return Outcome(Kind.DELIVERED, "success")
+
+    fakes = Fakes(budget=240, slots=1, answer=slow, MEASURE_API_TIMEOUT="120")
+    fakes.due(2)
+    summary = quietly(fakes.sweeper.run)
+    assert summary["delivered"] == 2 and summary["pulled"] == 2
+    assert set(fakes.client.attempted.values()) == {1}  # not pulled (and attempted) a second time
+    assert fakes.subscription.count("modify 60") >= 1
+
+
+def test_the_end_of_a_run_acknowledges_first_then_gives_back():
+    def answer(params):
+        if params["user_id"].startswith("bad"):
+            return Outcome(Kind.TRANSIENT, "HTTP 503", 503, outage=True)
+        return Outcome(Kind.DELIVERED, "success")
+
+    fakes = Fakes(budget=30, answer=answer)
+    fakes.due(2, prefix="good")
+    fakes.due(1, prefix="bad")
+    fakes.publisher.failing = True  # the bad one's retry is not confirmed: it is given back
+    fakes.subscription.failing.add("acknowledge")
+    summary = quietly(fakes.sweeper.run)
+    assert (summary["delivered"], summary["errors"]) == (2, 1) and summary["call_failures"] >= 1
+    names = [name for name, _, _ in fakes.subscription.calls if name != "pull"]
+    assert names[-2:] == ["acknowledge", "modify 0"], names
+
+
+def test_an_unexpected_exception_in_an_attempt_hands_its_message_back_and_the_run_goes_on():
+    def answer(params):
+        if params["user_id"] == "e1":
+            raise SecretUnavailableError("measure-private-key: unavailable")
+        return Outcome(Kind.DELIVERED, "success")
+
+    fakes = Fakes(budget=30, answer=answer)
+    fakes.due(3)
+    summary = quietly(fakes.sweeper.run)
+    assert (summary["delivered"], summary["errors"]) == (2, 1)
+    assert len(fakes.subscription.acked) == 2 and fakes.subscription.count("modify 0") == 1
+
+
+def test_an_unexpected_exception_in_the_half_open_trial_releases_the_trial():
+    def answer(params):
+        raise SecretUnavailableError("measure-private-key: unavailable")
+
+    fakes = Fakes(budget=30, answer=answer)
+    for _ in range(3):
+        fakes.breaker.allow()
+        fakes.breaker.record(Outcome(Kind.TRANSIENT, "HTTP 503", 503, outage=True))
+    fakes.clock.advance(31)  # the cooldown has passed: one trial may go out
+    fakes.due(3)
+    summary = quietly(fakes.sweeper.run)
+    assert summary["pulled"] >= 1 and summary["errors"] >= 1
+    assert fakes.breaker.ready()  # the trial came back, not stuck for another cooldown
+    assert fakes.subscription.count("modify 0") >= 1 and fakes.subscription.acked == []
+
+
+def test_a_run_that_overran_its_budget_does_not_hold_the_next_one_back():
+    fakes = Fakes(budget=10)
+    fakes.due(1)
+    stuck = threading.Event()
+    fakes.subscription.blocked["acknowledge"] = stuck  # ignores its timeout, as no call should
+    first = threading.Thread(target=quietly, args=(fakes.sweeper.run,), daemon=True)
+    first.start()
+    while fakes.subscription.count("acknowledge") == 0 and first.is_alive():
+        time.sleep(0.01)
+    second: list[dict] = []
+    later = threading.Thread(target=lambda: second.append(quietly(fakes.sweeper.run)), daemon=True)
+    later.start()
+    later.join(timeout=20)
+    stuck.set()
+    first.join(timeout=5)
+    assert second and second[0]["pulled"] == 0, "the second run waited behind the first for ever"
+
+
+def test_retries_published_by_the_run_are_pulled_again_before_it_ends():
+    answers = iter([Outcome(Kind.TRANSIENT, "HTTP 503", 503, outage=True)])
+
+    def answer(params):
+        return next(answers, Outcome(Kind.DELIVERED, "success"))
+
+    fakes = Fakes(budget=60, schedule=(1, 2, 4), answer=answer)
+    fakes.due(1)
+    summary = quietly(fakes.sweeper.run)
+    assert (summary["retried"], summary["delivered"], summary["pulled"]) == (1, 1, 2)
+    assert fakes.subscription.messages == {}
