@@ -1,5 +1,6 @@
 """The sweep (measure.functions.sweep) on the real emulator, against the sandbox."""
 
+import concurrent.futures
 import contextlib
 import io
 import itertools
@@ -8,10 +9,13 @@ import threading
 import time
 from collections import Counter
 
+import pytest
 import requests
 
 from measure.config import load
+from measure.dev.emulator import RETRY_ACK_DEADLINE
 from measure.dev.pubsubproxy import PubsubProxy
+from measure.functions.send import Sender
 from measure.functions.sweep import DEADLINE_STEPS, EMPTY_PULL_S, MIN_PULL_S, Clock, Sweeper, Tally, deadline_step
 from measure.gcp.googleapi import ApiError, DeadlineExceededError
 from measure.gcp.publisher import PublishError
@@ -21,7 +25,7 @@ from measure.pipeline import retry
 from measure.pipeline.breaker import CircuitBreaker, State
 from measure.pipeline.concurrency import ConcurrencyLimit
 from measure.pipeline.delivery import Delivery, Result
-from measure.pipeline.message import retry_message
+from measure.pipeline.message import event_message, retry_message
 from measure.tune.outcome import Kind, Outcome
 from tests.helpers import base_env
 from tests.pipeline.stack import Pipeline, make_event, pipeline_fixture, sandbox_fixture  # noqa: F401
@@ -495,3 +499,69 @@ def test_retries_published_by_the_run_are_pulled_again_before_it_ends():
     summary = quietly(fakes.sweeper.run)
     assert (summary["retried"], summary["delivered"], summary["pulled"]) == (1, 1, 2)
     assert fakes.subscription.messages == {}
+
+
+# ---------------------------------------------------------------------------------------------
+# Acceptance (issue 24): Pub/Sub as slow as the real service, the API failing 30 % of calls.
+
+SLOW_PULL_EVENTS = 300
+SLOW_PULL_SCHEDULE = (1.0, 2.0, 4.0)
+
+
+def schedule_floor(attempts: int, schedule=SLOW_PULL_SCHEDULE) -> float:
+    """The seconds an event attempted `attempts` times must wait by the schedule alone (its last step repeats)."""
+    return sum(schedule[min(i, len(schedule) - 1)] for i in range(attempts - 1))
+
+
+@pytest.mark.slow
+def test_with_slow_pulls_every_event_is_delivered_once_within_twice_the_schedules_floor(
+        topology, sandbox, monkeypatch, function_server):
+    """Pulls answered after 0.6-1.2 s, empty pulls held 5 s, the retry subscription's 60 s ack
+    deadline (the emulator's, as deployed), the sandbox failing 30 % of calls at random, the 1,2,4 s
+    schedule; `send` in this process, `sweep` as deployed, POSTed back to back as a scheduler would."""
+    assert RETRY_ACK_DEADLINE == 60
+    with PubsubProxy(topology.emulator_host, pull_latency=(0.6, 1.2), empty_hold=5.0, seed=24).start() as proxy:
+        env = {**base_env(sandbox.serve_url), **topology.env(), "PUBSUB_EMULATOR_HOST": proxy.host,
+               "MEASURE_RETRY_SCHEDULE": ",".join(f"{s:g}" for s in SLOW_PULL_SCHEDULE)}
+        pipeline = Pipeline(topology, sandbox, monkeypatch, **env)
+        delivery = Delivery(pipeline.config, pipeline.delivery.client, pipeline.publisher)
+        sender = Sender(delivery)
+        sweep_url = function_server("sweep", env)
+        made = [make_event(user_id=f"slow{i}") for i in range(SLOW_PULL_EVENTS)]
+        sandbox.set_faults(status={503: 0.3}, seed=24)
+
+        answers: list[int] = []
+        summaries: list[dict] = []
+        stop = threading.Event()
+
+        def scheduler():
+            while not stop.is_set():
+                response = requests.post(sweep_url, timeout=300)
+                answers.append(response.status_code)
+                if response.status_code == 200:
+                    summaries.append(response.json())
+
+        sweeps = threading.Thread(target=scheduler, daemon=True)
+        began = time.monotonic()
+        sweeps.start()
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            list(pool.map(lambda e: sender.process(*event_message(e)), made))
+        wanted = {e.event_id for e in made}
+        while time.monotonic() - began < 60 and not wanted <= set(sandbox.accepted_ids()):
+            time.sleep(0.1)
+        drained = time.monotonic() - began
+        stop.set()
+        sweeps.join(timeout=60)
+        stats = proxy.stats()
+
+    accepted = sandbox.accepted_ids()
+    attempts = Counter(entry["transaction_id"] for entry in sandbox.requests())
+    floor = schedule_floor(max(attempts.values()))
+    print(f"\nslow pulls: {SLOW_PULL_EVENTS} events delivered in {drained:.1f} s; the unluckiest was attempted "
+          f"{max(attempts.values())} times (schedule floor {floor:g} s, bound {2 * floor:g} s); "
+          f"sweeps {len(answers)} ({Counter(answers)}), proxy {stats}")
+    assert wanted <= set(accepted) and set(accepted[i] for i in wanted) == {1}
+    assert drained <= max(2 * floor, 2 * sum(SLOW_PULL_SCHEDULE)), (drained, floor)
+    assert set(answers) == {200}
+    assert sum(s["call_failures"] for s in summaries) == 0 and sum(s["errors"] for s in summaries) == 0
+    assert stats.get("abandoned", 0) == 0  # no pull was given up before the service answered it
