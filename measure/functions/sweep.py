@@ -125,7 +125,7 @@ class Tally(StrEnum):
     RELEASED = "released"  # pulled, given back unattempted (the budget or the breaker ended the run)
     ERRORS = "errors"  # not handed on (a publish or an attempt failed): Pub/Sub offers it again
     UNFINISHED = "unfinished"  # still being attempted when the budget ended: left to its lease
-    CALL_FAILURES = "call_failures"  # acknowledge/modifyAckDeadline calls that failed
+    CALL_FAILURES = "call_failures"  # pulls, acknowledge/modifyAckDeadline calls that failed (logged)
 
 
 @dataclass
@@ -398,7 +398,16 @@ class _Sweep:
         return 1 if self.breaker.is_open else self.s.slots()
 
     def _pulled(self, future: concurrent.futures.Future[list]) -> None:
-        received = future.result()  # an answer that will not change (a missing subscription) fails the run
+        try:
+            received = future.result()
+        except ApiError as exc:
+            if not exc.transient:  # an answer that will not change (a missing subscription) fails the run
+                raise
+            # No answer, a broken connection, a 5xx to the end: nothing to do now. What the service
+            # leased to it comes back after its ack deadline.
+            logs.warning("sweep pull failed", component="sweep", error=str(exc)[:300])
+            self.counts[Tally.CALL_FAILURES] += 1
+            received = []
         now = self.clock.now()
         self.empty = not received and self.pull_started >= self.published_at
         if not received:

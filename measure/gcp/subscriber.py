@@ -7,9 +7,10 @@ so code written against one runs against the other; measure.gcp.googleapi says w
 Every call is retried while transient (409 ABORTED, 429, 499 CANCELLED, 5xx, no answer) within its
 timeout, which the caller bounds (a sweep: by the time left in its run).
 
-A pull that fails for a transient reason (no answer in time, a connection broken while reading the
-answer, a 5xx) answers empty: to a puller that is what it is, nothing to do now; whatever the
-service leased to it comes back after its ack deadline. acknowledge/modifyAckDeadline go out in
+A pull that gets no answer within its timeout answers empty (the service holds a pull of an empty
+subscription open); one that fails otherwise (a connection broken while reading the answer, a 5xx
+to the end) raises a transient ApiError, which the sweep counts as an empty pull and an operator's
+command reports. acknowledge/modifyAckDeadline go out in
 chunks of at most MAX_ACK_IDS ids (the service refuses larger requests with a 400 that no retry
 cures; the client library's dispatcher sends 1,000 ids a request), every chunk tried even when one
 before it failed.
@@ -86,18 +87,15 @@ class Subscriber:
         return f"projects/{project}/subscriptions/{subscription}"
 
     def pull(self, request: dict, timeout: float) -> PullResponse:
-        """Up to `max_messages`; an empty answer when none came within `timeout` seconds or the pull
-        failed for a transient reason. An answer that will not change (404, 403, 400) raises ApiError."""
+        """Up to `max_messages`; an empty answer when none came within `timeout` seconds."""
         body = {"maxMessages": request["max_messages"]}
         if request.get("return_immediately"):
             body["returnImmediately"] = True
         try:
             answer = self.api.call("POST", f"/v1/{request['subscription']}:pull", body, timeout=timeout,
                                    what=f"pull from {request['subscription']}")
-        except googleapi.ApiError as error:
-            if error.transient:
-                return PullResponse()
-            raise
+        except googleapi.DeadlineExceededError:
+            return PullResponse()
         return PullResponse([_received(item) for item in answer.get("receivedMessages", ())])
 
     def acknowledge(self, request: dict, timeout: float = CALL_TIMEOUT) -> None:

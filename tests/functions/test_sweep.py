@@ -565,3 +565,23 @@ def test_with_slow_pulls_every_event_is_delivered_once_within_twice_the_schedule
     assert set(answers) == {200}
     assert sum(s["call_failures"] for s in summaries) == 0 and sum(s["errors"] for s in summaries) == 0
     assert stats.get("abandoned", 0) == 0  # no pull was given up before the service answered it
+
+
+def test_a_failed_pull_is_an_empty_pull_not_a_failed_sweep():
+    fakes = Fakes(budget=30)
+    fakes.due(2)
+    fakes.subscription.failing.add("pull")
+    summary = quietly(fakes.sweeper.run)
+    assert summary["pulled"] == 0 and summary["call_failures"] >= 1
+    fakes.subscription.failing.clear()
+    assert quietly(fakes.sweeper.run)["delivered"] == 2
+
+
+def test_a_sweep_through_broken_pulls_answers_its_summary(topology, sandbox, monkeypatch):
+    """Resets half-way through the answer, 499 and 5xx: the sweep goes on; no 500."""
+    with PubsubProxy(topology.emulator_host, pull_latency=(0.1, 0.2), empty_hold=1.0).start() as proxy:
+        pipeline = Pipeline(topology, sandbox, monkeypatch, PUBSUB_EMULATOR_HOST=proxy.host)
+        publish_retries(pipeline, 2, lambda i: -1)
+        proxy.set_faults("pull", schedule=["reset", "499", "500", "503"] * 30)
+        summary = pipeline.sweeper.run(budget=12)
+    assert summary["call_failures"] >= 1 and summary["stopped_early"] is None
