@@ -185,7 +185,8 @@ class PubsubProxy:
     def host(self) -> str:
         """host:port, for PUBSUB_EMULATOR_HOST."""
         assert self._server is not None, "the proxy is not started"
-        return f"{self._server.server_address[0]}:{self._server.server_address[1]}"
+        host, port = self._server.server_address[:2]
+        return f"{host!s}:{port}"
 
     # --- what the handler asks ----------------------------------------------------------------
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import bisect
 import concurrent.futures
+import functools
 import heapq
 import itertools
 import json
@@ -164,7 +165,7 @@ class Sweeper:
         # Only for the emulator, which otherwise holds an empty pull for its whole deadline; the
         # real service may answer empty with messages waiting when asked to return at once.
         self.return_immediately = return_immediately
-        self.path = subscriber.subscription_path(config.project, config.retry_subscription)
+        self.path = subscriber.subscription_path(config.project or "", config.retry_subscription)
         # The most attempts in flight; the delivery's concurrency limit decides how many of them are used.
         self.parallelism = delivery.limit.maximum
         self._pool = concurrent.futures.ThreadPoolExecutor(self.parallelism, thread_name_prefix="sweep")
@@ -299,7 +300,7 @@ class _Sweep:
     def _start(self, now: float) -> None:
         while self.ready and now < self.start_until and self._may_start():
             message = self.ready.popleft()
-            future = self.s.submit(lambda message=message: self._attempt(message))
+            future = self.s.submit(functools.partial(self._attempt, message))
             self.running[future] = message
             # Finished attempts queue up here: one step each, where waiting on every future in
             # flight would cost a step per attempt in flight, each time one finishes.
