@@ -518,11 +518,15 @@ class _Sweep:
         """Wait for the pull and the attempts in flight until stop_at (each is bounded), then, each
         step on its own: acknowledge what was handed on, give back what was not attempted (due
         messages at once), hide held ones until they come due."""
-        while (self.running or self.pulling is not None) and self.clock.now() < self.stop_at:
-            item = self.clock.wait(self.events, self.stop_at - self.clock.now())
-            if item is not None:
-                self._settled(item)
-        self._settle()
+        refused: ApiError | None = None
+        try:
+            while (self.running or self.pulling is not None) and self.clock.now() < self.stop_at:
+                item = self.clock.wait(self.events, self.stop_at - self.clock.now())
+                if item is not None:
+                    self._settled(item)
+            self._settle()
+        except ApiError as exc:  # a pull refused for good: the run fails, once the steps below are done
+            refused = exc
         self.counts[Tally.UNFINISHED] += len(self.running)
         self._ack()
         self.counts[Tally.RELEASED] += len(self.ready) + len(self.held)
@@ -531,3 +535,5 @@ class _Sweep:
             self._modify(give_back, 0)
         now = self.clock.now()
         self._hide([(held.due - now, held.message.ack_id) for held in self.held])
+        if refused is not None:
+            raise refused
