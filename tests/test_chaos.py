@@ -96,6 +96,7 @@ PULL_LATENCY_S = (0.6, 1.2)  # slow pulls: answered this late, leased at once
 EMPTY_HOLD_S = 5.0  # an empty pull held open this long
 HUNG_CALLS = ("pull", "acknowledge", "modifyAckDeadline")
 HUNG_RATE = 0.03  # of each of those calls never answered (held past every client timeout)
+HUNG_FIRST = (None,) * 4 + ("hang",)  # and the fifth of each for sure, so that a short run meets one too
 HUNG_S = 60.0
 # --- end of the Pub/Sub faults ---------------------------------------------------------------------
 
@@ -367,7 +368,7 @@ def test_every_accepted_event_reaches_the_api_exactly_once_through_faults(
         proxy = PubsubProxy(topology.emulator_host, pull_latency=PULL_LATENCY_S, empty_hold=EMPTY_HOLD_S,
                             seed=24).start()
         for call in HUNG_CALLS:
-            proxy.set_faults(call, hang_rate=HUNG_RATE, hang_s=HUNG_S)
+            proxy.set_faults(call, hang_rate=HUNG_RATE, hang_s=HUNG_S, schedule=HUNG_FIRST)
         env = {
             **base_env(sandbox.serve_url), **topology.env(),
             # Under 1 s a step: sweep hides a retry that is not yet due for at least 10 s.

@@ -375,7 +375,8 @@ class _Sweep:
         if timeout < min(MIN_PULL_S, self.start_until - self.started):
             return
         queued = len(self.ready) + len(self.held) + len(self.running)
-        want = min(MAX_PULL, self.s.capacity(min(self.end - now, ACK_DEADLINE_S / 2)) - queued)
+        # What can start before start_until (at most half an ack deadline): more would only be given back.
+        want = min(MAX_PULL, self.s.capacity(min(self.start_until - now, ACK_DEADLINE_S / 2)) - queued)
         if self.breaker.is_open:
             want = min(want, 1 - queued)
         if want <= 0:
