@@ -585,3 +585,16 @@ def test_a_sweep_through_broken_pulls_answers_its_summary(topology, sandbox, mon
         proxy.set_faults("pull", schedule=["reset", "499", "500", "503"] * 30)
         summary = pipeline.sweeper.run(budget=12)
     assert summary["call_failures"] >= 1 and summary["stopped_early"] is None
+
+
+def test_a_sweep_whose_acknowledge_hangs_ends_by_its_budget(topology, sandbox, monkeypatch):
+    """Against the stand-in: every acknowledge is held without an answer; the run still ends on time
+    and the messages come back after their deadline (a repeat the API recognises)."""
+    with PubsubProxy(topology.emulator_host, pull_latency=(0.1, 0.2), empty_hold=1.0).start() as proxy:
+        pipeline = Pipeline(topology, sandbox, monkeypatch, PUBSUB_EMULATOR_HOST=proxy.host)
+        publish_retries(pipeline, 3, lambda i: -1)
+        proxy.set_faults("acknowledge", hang_rate=1.0, hang_s=60)
+        began = time.monotonic()
+        summary = pipeline.sweeper.run(budget=6)
+        took = time.monotonic() - began
+    assert took < 6.5 and summary["delivered"] == 3 and summary["call_failures"] >= 1, (took, summary)
