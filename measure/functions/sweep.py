@@ -78,7 +78,10 @@ DEADLINE_STEPS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 15, 20, 25, 30, 40, 50, 60,
                   240, 300, 360, 450, 600)  # 600: Pub/Sub's ceiling for an ack deadline
 ACK_BATCH = 500  # acknowledge once this many are handled, or ACK_EVERY_S after the last acknowledge
 ACK_EVERY_S = 1.0
-CALL_TIMEOUT = 30.0  # an acknowledge or modifyAckDeadline, at most (and never past the run's budget)
+# An acknowledge or modifyAckDeadline, at most: a small call, answered in milliseconds when all is
+# well. One in the loop never runs past stop_at (the end is kept for the last calls), and the last
+# calls share what is left, so that one that hangs does not leave the others no time.
+CALL_TIMEOUT = 10.0
 FINISH_S = 5.0  # the end of a run kept for its last acks and hand-backs (a quarter of a short budget)
 FIRST_ROUND = 8  # attempts before the sweep knows what one costs
 LATENCY_SMOOTHING = 0.2  # weight of each new attempt in the latency estimate
@@ -250,6 +253,7 @@ class _Sweep:
         self.empty = False  # the last pull found nothing, and began after the last retry was published
         self.published_at = self.started  # when an attempt of this run last put a retry on the topic
         self.lease_check_at = float("inf")  # when the first lease of a message in hand needs extending
+        self.calls_until = self.stop_at  # no acknowledge/modifyAckDeadline call runs past this
         self._seq = itertools.count()
 
     def run(self) -> dict:
@@ -503,7 +507,7 @@ class _Sweep:
 
     def _call(self, call: Callable[..., None], request: dict) -> bool:
         """One acknowledge/modifyAckDeadline within the time left; False (logged) if it failed."""
-        timeout = min(CALL_TIMEOUT, self.end - self.clock.now())
+        timeout = min(CALL_TIMEOUT, self.calls_until - self.clock.now())
         try:
             if timeout <= 0:
                 raise ApiError(getattr(call, "__name__", "call"), None, "the sweep's budget is spent", transient=True)
@@ -514,6 +518,11 @@ class _Sweep:
                          error=str(exc)[:300])
             return False
         return True
+
+    def _share(self) -> float:
+        """Until when the next of the last calls may run: half of what is left (the rest is for the others)."""
+        now = self.clock.now()
+        return now + max(0.0, self.end - now) / 2
 
     def _finish(self) -> None:
         """Wait for the pull and the attempts in flight until stop_at (each is bounded), then, each
@@ -529,11 +538,14 @@ class _Sweep:
         except ApiError as exc:  # a pull refused for good: the run fails, once the steps below are done
             refused = exc
         self.counts[Tally.UNFINISHED] += len(self.running)
+        self.calls_until = self._share()
         self._ack()
         self.counts[Tally.RELEASED] += len(self.ready) + len(self.held)
         give_back = self.give_back + [message.ack_id for message in self.ready]
+        self.calls_until = self._share()
         if give_back:
             self._modify(give_back, 0)
+        self.calls_until = self.end
         now = self.clock.now()
         self._hide([(held.due - now, held.message.ack_id) for held in self.held])
         if refused is not None:

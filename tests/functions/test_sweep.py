@@ -598,3 +598,24 @@ def test_a_sweep_whose_acknowledge_hangs_ends_by_its_budget(topology, sandbox, m
         summary = pipeline.sweeper.run(budget=6)
         took = time.monotonic() - began
     assert took < 6.5 and summary["delivered"] == 3 and summary["call_failures"] >= 1, (took, summary)
+
+
+def test_a_hung_acknowledge_leaves_the_last_calls_their_share_of_the_budget():
+    """The chaos run found it: an acknowledge that hung took every second left, and the run's
+    give-back then had none (its messages waited out their 60 s lease)."""
+    def answer(params):
+        if params["user_id"].startswith("bad"):
+            return Outcome(Kind.TRANSIENT, "HTTP 503", 503, outage=True)
+        return Outcome(Kind.DELIVERED, "success")
+
+    fakes = Fakes(budget=20, answer=answer)
+    fakes.due(2, prefix="good")
+    fakes.due(1, prefix="bad")
+    fakes.publisher.failing = True  # the bad one's retry is not confirmed: it must be given back
+    fakes.subscription.hung.add("acknowledge")
+    started = fakes.clock.now()
+    summary = quietly(fakes.sweeper.run)
+    assert fakes.clock.now() - started <= 20.0 + 0.01
+    assert summary["errors"] == 1 and fakes.subscription.count("modify 0") == 1
+    give_back = [timeout for name, _, timeout in fakes.subscription.calls if name == "modify 0"]
+    assert give_back[0] > 0.5, give_back
