@@ -186,7 +186,14 @@ def test_sweep_dead_letters_events_retried_past_the_maximum_age(pipeline, sandbo
     assert sandbox.stats()["received"] == 0
 
 
-def test_sweep_stops_early_when_the_api_is_down_and_loses_nothing(pipeline, sandbox):
+def test_sweep_stops_early_when_the_api_is_down_and_loses_nothing(topology, sandbox, monkeypatch):
+    # A short cooldown: an attempt under way when the circuit opened is deferred by it (the delivery
+    # asks the breaker; the sweep asked once, when it started the attempt), and comes due after it.
+    pipeline = Pipeline(topology, sandbox, monkeypatch)
+    pipeline.breaker = CircuitBreaker(cooldown=2, min_attempts=3)
+    pipeline.delivery = Delivery(pipeline.config, pipeline.delivery.client, pipeline.publisher, pipeline.breaker,
+                                 schedule=(0,))
+    pipeline.sweeper = Sweeper(pipeline.config, pipeline.delivery, Subscriber(), return_immediately=True)
     events_sent = [make_event(user_id=f"d{i}") for i in range(20)]
     state = retry.RetryState(attempt=1, first_failure=time.time(), next_due=time.time() - 1, last_error="x")
     pipeline.publisher.publish(pipeline.config.retry_topic, [retry_message(e, state) for e in events_sent])
@@ -195,11 +202,11 @@ def test_sweep_stops_early_when_the_api_is_down_and_loses_nothing(pipeline, sand
     assert summary["stopped_early"] and "circuit open" in summary["stopped_early"]
     assert sandbox.stats()["received"] < 20
     assert summary["retried"] + summary["deferred"] + summary["released"] == summary["pulled"]
-    # Every event is still on the retry subscription, as a retry or released back.
+    # Every event is still on the retry subscription, as a retry, deferred or released back.
     sandbox.clear_faults()
     pipeline.breaker.record(Outcome(Kind.DELIVERED, "the API is back"))
-    for _ in range(5):
-        pipeline.sweeper.run(budget=5)
+    for _ in range(8):
+        pipeline.sweeper.run(budget=8)
         if len(sandbox.accepted_ids()) == 20:
             break
         time.sleep(0.5)
