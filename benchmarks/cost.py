@@ -148,7 +148,7 @@ def model(figures: dict) -> list[Row]:
     # Fixed per month, whatever the volume:
     sweep_s = SWEEPS_PER_MONTH * billed_s(empty_sweep_s)
     flat("sweep on an empty retry queue (per month)",
-         f"{SWEEPS_PER_MONTH:,} calls × {billed_s(empty_sweep_s):g} s billed (a short first pull that finds nothing)",
+         f"{SWEEPS_PER_MONTH:,} calls × {billed_s(empty_sweep_s):g} s billed (one pull held open until it gives up)",
          sweep_s * price + SWEEPS_PER_MONTH * PRICES["request"], "monthly")
     flat("Cloud Scheduler (per month)", "1 job", PRICES["scheduler_job_month"], "monthly")
     flat("Secret Manager versions (per month)", f"{SECRETS} active versions",

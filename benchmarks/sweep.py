@@ -86,7 +86,7 @@ def run(ctx: Context) -> None:
                 publish_s = publish_backlog(topology, BACKLOG, 5_000_000 + repeat * BACKLOG)
                 sandbox.reset(LATENCY_MS)
                 last = repeat == (0 if ctx.quick else 2)
-                with Profile(ctx if last else None, "sweep draining the backlog", server.proc.pid, "Sweeper._run"):
+                with Profile(ctx if last else None, "sweep draining the backlog", server.proc.pid, "_Sweep.run"):
                     calls, began = [], time.monotonic()
                     while len(calls) < 10:  # bounded: a sweep that drains nothing stops the loop too
                         summary = post(server.url + "/")

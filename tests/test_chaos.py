@@ -14,6 +14,11 @@ full outage window) while `send` is killed with SIGKILL mid-flight and restarted
                               `emulator`: the emulator's push subscription (legacy envelope, two outstanding, so a
                               slow API makes it, not measure, the drain's limit)
 
+`sweep` reaches Pub/Sub through measure/dev/pubsubproxy.py, which behaves as the service does and the
+emulator does not: slow pulls (answered after 0.6-1.2 s, leased at once, so a pull cut off early
+hides its messages for the 60 s ack deadline; empty pulls held open 5 s) and hung Pub/Sub calls
+(a pull, an acknowledge or a modifyAckDeadline now and then never answered).
+
 The servers run main.py as deployed, with the timing settings an operator has shortened to their
 minimum (MEASURE_API_TIMEOUT=1, MEASURE_BREAKER_COOLDOWN=1, MEASURE_RETRY_SCHEDULE under a second),
 so that timeouts and an outage cost seconds rather than minutes.
@@ -52,6 +57,7 @@ from measure.dev.devstack import (
     functions_framework_bin,
 )
 from measure.dev.emulator import LOOPBACK, create_topology, free_port, spawn, stop_group
+from measure.dev.pubsubproxy import PubsubProxy
 from measure.dev.pushrelay import PushRelay
 from measure.dev.sandbox import Sandbox
 from measure.functions.sweep import Sweeper
@@ -85,6 +91,14 @@ DRAIN_LIMIT_S = 900.0 if FULL else 150.0
 TIMEOUT_S = 1800 if FULL else 300
 # A sweep that only stops at its open circuit for this long is stuck, not cooling down.
 STUCK_S = OUTAGE_S + 10 * COOLDOWN + 10
+# --- Pub/Sub faults (issue 24), through measure/dev/pubsubproxy.py in front of sweep's Pub/Sub --------
+PULL_LATENCY_S = (0.6, 1.2)  # slow pulls: answered this late, leased at once
+EMPTY_HOLD_S = 5.0  # an empty pull held open this long
+HUNG_CALLS = ("pull", "acknowledge", "modifyAckDeadline")
+HUNG_RATE = 0.03  # of each of those calls never answered (held past every client timeout)
+HUNG_FIRST = (None,) * 4 + ("hang",)  # and the fifth of each for sure, so that a short run meets one too
+HUNG_S = 60.0
+# --- end of the Pub/Sub faults ---------------------------------------------------------------------
 
 
 # ---------------------------------------------------------------------------------------------
@@ -102,10 +116,10 @@ class _FakeSubscriber:
         received, self.messages = self.messages, []
         return SimpleNamespace(received_messages=received)
 
-    def modify_ack_deadline(self, request):
+    def modify_ack_deadline(self, request, timeout=30.0):
         pass
 
-    def acknowledge(self, request):
+    def acknowledge(self, request, timeout=30.0):
         pass
 
 
@@ -145,7 +159,7 @@ def sweep_after_an_outage() -> tuple[dict, int]:
     config = load({**base_env("https://api.example.com/serve"), "MEASURE_RETRY_SCHEDULE": "0"})
     delivery = Delivery(config, client, _NullPublisher(), breaker)
     subscriber = _FakeSubscriber()
-    sweeper = Sweeper(delivery.config, delivery, subscriber, parallelism=1)
+    sweeper = Sweeper(delivery.config, delivery, subscriber)
     with contextlib.redirect_stdout(io.StringIO()):  # its log lines are not this module's output
         subscriber.messages = _due_retries(4)
         sweeper.run(budget=5)
@@ -402,9 +416,14 @@ def test_every_accepted_event_reaches_the_api_exactly_once_through_faults(
     run = f"chaos{int(time.time())}"
     rng = random.Random(6)
     sandbox = Sandbox({CONSUMER_KEY: PRIVATE_KEY}, advertiser_id=ADVERTISER).start()
-    send = sweeps = relay = None
+    send = sweeps = relay = proxy = None
     try:
         topology = make_topology()
+        # Pub/Sub faults (issue 24): sweep pulls, acknowledges and extends through the stand-in.
+        proxy = PubsubProxy(topology.emulator_host, pull_latency=PULL_LATENCY_S, empty_hold=EMPTY_HOLD_S,
+                            seed=24).start()
+        for call in HUNG_CALLS:
+            proxy.set_faults(call, hang_rate=HUNG_RATE, hang_s=HUNG_S, schedule=HUNG_FIRST)
         env = {
             **base_env(sandbox.serve_url), **topology.env(),
             # Under 1 s a step: sweep hides a retry that is not yet due for at least 10 s.
@@ -415,7 +434,7 @@ def test_every_accepted_event_reaches_the_api_exactly_once_through_faults(
             "THREADS": "64",
         }
         receive_url = function_server("receive", env)
-        sweep_url = function_server("sweep", env)
+        sweep_url = function_server("sweep", {**env, "PUBSUB_EMULATOR_HOST": proxy.host})
         send = SendServer(env, tmp_path, request.node.measure_logs)
         send.start()
         if PUSH == "relay":
@@ -514,6 +533,10 @@ def test_every_accepted_event_reaches_the_api_exactly_once_through_faults(
         }
         if relay is not None:
             figures.update({f"relay: {name}": value for name, value in relay.figures().items()})
+        pubsub = proxy.stats()
+        figures["sweep's Pub/Sub (proxy): calls, hung, leased, abandoned"] = [
+            {call: pubsub.get(call, 0) for call in HUNG_CALLS}, pubsub.get("fault hang", 0),
+            pubsub.get("leased", 0), pubsub.get("abandoned", 0)]
         show(f"\nchaos run ({'full' if FULL else 'reduced'}, push: {PUSH}):")
         for name, value in figures.items():
             show(f"  {name:58} {value}")
@@ -531,6 +554,8 @@ def test_every_accepted_event_reaches_the_api_exactly_once_through_faults(
         assert stats["rejected"] == 0 and not dead, [m.message.data[:300] for m in dead]
         assert stats["duplicates"] > 0, "no repeat reached the API: the faults did not bite"
         assert set(stats["faulted"]) >= {"500", "502", "503", "429", "timeout", "drop", "outage"}
+        assert pubsub.get("fault hang", 0) > 0 and pubsub.get("leased", 0) > 0, pubsub  # the Pub/Sub faults bit
+        assert not sweeps.errors, f"sweep calls failed: {dict(sweeps.errors)}"
     finally:
         if sweeps is not None:
             sweeps.stop()
@@ -538,6 +563,8 @@ def test_every_accepted_event_reaches_the_api_exactly_once_through_faults(
             relay.stop()
         if send is not None:
             send.stop()
+        if proxy is not None:
+            proxy.stop()
         sandbox.stop()
 
     # Nothing secret in anything the servers or this test wrote.

@@ -101,6 +101,13 @@ class CircuitBreaker:
                 self._trial_since = now
             return True
 
+    def release(self) -> None:
+        """An attempt that `allow` let out ended without an outcome (it raised): in half-open, its
+        trial goes back at once rather than after a cooldown."""
+        with self._lock:
+            if self._state is State.HALF_OPEN:
+                self._trial_since = None
+
     def _permits(self, now: float) -> bool:
         if self._state is State.CLOSED:
             return True

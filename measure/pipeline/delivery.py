@@ -96,13 +96,17 @@ class Delivery:
             return self._defer(envelope, component, "concurrency limit: the Measurement API is slow to answer",
                                self.schedule[0])
         outcome = None
+        allowed = False
         try:
             if not self.breaker.allow():
                 return self._defer(envelope, component, CIRCUIT_OPEN, self.breaker.seconds_until_ready())
+            allowed = True
             params = tune_params.to_params(event, advertiser_id=self.config.advertiser_id, site_id=site_id)
             outcome = self.client.deliver(params)
         finally:
             self.limit.release(outcome)
+            if allowed and outcome is None:  # it raised (a secret unavailable, ...): no outcome to record
+                self.breaker.release()
         self.breaker.record(outcome)
         self._log(event, outcome, component, state, params)
         if outcome.kind.done:

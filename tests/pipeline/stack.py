@@ -43,9 +43,9 @@ class Pipeline:
         self.breaker = CircuitBreaker(cooldown=60, min_attempts=3)
         self.delivery = Delivery(self.config, client, self.publisher, self.breaker)
         self.sender = Sender(self.delivery)
-        # A short linger keeps the tests quick; tests/functions/test_sweep.py covers the default.
-        self.sweeper = Sweeper(self.config, self.delivery, Subscriber(), parallelism=4,
-                               return_immediately=True, linger=0.5)
+        # As runtime builds it for the emulator (return_immediately: the emulator would otherwise hold
+        # an empty pull for its whole timeout).
+        self.sweeper = Sweeper(self.config, self.delivery, Subscriber(), return_immediately=True)
 
     def send(self, event):
         data, attributes = event_message(event)

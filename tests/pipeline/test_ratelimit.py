@@ -3,6 +3,7 @@ MEASURE_API_MAX_RPS, and Delivery deferring an attempt the ceiling leaves no roo
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import threading
 import time
@@ -156,11 +157,11 @@ def test_replaying_2000_dead_letters_stays_under_the_ceiling_and_each_is_accepte
     # topic, so the sweep (the second instance) is kept busy too: both shares in use, the worst case.
     pipeline = Pipeline(topology, sandbox, monkeypatch, MEASURE_API_MAX_RPS="50", MEASURE_API_SENDERS="2",
                         MEASURE_API_TIMEOUT="1")
-    sweep_delivery = Delivery(pipeline.config, MeasurementClient(pipeline.config.endpoint,
-                                                                 lambda: (CONSUMER_KEY, PRIVATE_KEY)),
-                              pipeline.publisher, CircuitBreaker(cooldown=60, min_attempts=3), schedule=(0, 0, 0))
-    sweeper = Sweeper(pipeline.config, sweep_delivery, Subscriber(), parallelism=8, return_immediately=True,
-                      linger=0.5)
+    sweep_config = dataclasses.replace(pipeline.config, retry_schedule=(0, 0, 0))
+    sweep_delivery = Delivery(sweep_config, MeasurementClient(sweep_config.endpoint,
+                                                              lambda: (CONSUMER_KEY, PRIVATE_KEY)),
+                              pipeline.publisher, CircuitBreaker(cooldown=60, min_attempts=3))
+    sweeper = Sweeper(sweep_config, sweep_delivery, Subscriber(), return_immediately=True)
     assert pipeline.delivery.rate.rate == sweep_delivery.rate.rate == 25
     letters = [dead_letter_message("rejected", "HTTP 400: site_id not found", time.time(),
                                    event=make_event(user_id=f"player-{i}"), attempts=1) for i in range(total)]
