@@ -29,9 +29,9 @@ import os
 import re
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, Any
 
 from measure.events import Event, InvalidEvents
 from measure.logs import mask_ip, scrub
@@ -243,6 +243,26 @@ class Selection:
 # The hold subscription
 
 
+def pulls(subscriber: Any, path: str, *, return_immediately: bool, timeout: float,
+          batch: int = PULL_BATCH) -> Iterator[list[Any]]:
+    """Each non-empty pull of `path`, until it answers empty. The emulator can answer an immediate
+    pull empty just after a publish, so there one more look, a moment later, settles it; the real
+    service waits by itself. The caller acks, leases or releases what each pull leased to it."""
+    empty = 0
+    patience = 2 if return_immediately else 1
+    while empty < patience:
+        response = subscriber.pull(request={"subscription": path, "max_messages": batch,
+                                            "return_immediately": return_immediately}, timeout=timeout)
+        received = list(response.received_messages)  # empty when the pull timed out
+        if not received:
+            empty += 1
+            if empty < patience:
+                time.sleep(0.2)
+            continue
+        empty = 0
+        yield received
+
+
 class Hold:
     """The dead-letter subscription: pull everything, then ack or give back each message."""
 
@@ -260,32 +280,18 @@ class Hold:
         from measure.gcp.googleapi import ApiError
 
         letters: dict[str, DeadLetter] = {}
-        empty = 0
-        # The emulator can answer an immediate pull empty just after a publish; one more look,
-        # a moment later, settles it. The real service waits by itself.
-        patience = 2 if self.return_immediately else 1
-        while empty < patience:
-            try:
-                response = self.subscriber.pull(
-                    request={"subscription": self.path, "max_messages": PULL_BATCH,
-                             "return_immediately": self.return_immediately},
-                    timeout=self.pull_timeout)
-                received = list(response.received_messages)  # empty when the pull timed out
-            except ApiError as error:
-                if error.status != 404:
-                    raise
-                raise HoldError(f"subscription {self.path} does not exist; check --subscription and --project") \
-                    from None
-            if not received:
-                empty += 1
-                if empty < patience:
-                    time.sleep(0.2)
-                continue
-            empty = 0
-            self._modify([r.ack_id for r in received], LEASE_SECONDS)
-            for item in received:
-                # A message redelivered while we were reading is the same message: keep the newest lease.
-                letters[item.message.message_id] = DeadLetter.from_received(item)
+        try:
+            for received in pulls(self.subscriber, self.path, return_immediately=self.return_immediately,
+                                  timeout=self.pull_timeout):
+                self._modify([r.ack_id for r in received], LEASE_SECONDS)
+                for item in received:
+                    # A message redelivered while we were reading is the same message: keep the newest lease.
+                    letters[item.message.message_id] = DeadLetter.from_received(item)
+        except ApiError as error:
+            if error.status != 404:
+                raise
+            raise HoldError(f"subscription {self.path} does not exist; check --subscription and --project") \
+                from None
         return sorted(letters.values(), key=lambda letter: letter.at)
 
     def release(self, letters: Iterable[DeadLetter]) -> None:

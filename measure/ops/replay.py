@@ -36,7 +36,7 @@ from typing import IO
 
 import google.auth.exceptions
 
-from measure.ops.deadletters import ArgumentError, Parser
+from measure.ops.deadletters import ArgumentError, Parser, pulls
 from measure.ops.status import parse_when
 
 DEFAULT_SUBSCRIPTION = "measure-events-replay"
@@ -97,18 +97,9 @@ def replay(subscriber, publisher, *, subscription_path: str, topic: str, since: 
     chunk = min(PUBLISH_CHUNK, max(1, int(rate))) if rate else PUBLISH_CHUNK
     count = ReplayCount()
     seen: set[str] = set()
-    empty = past = 0
-    patience = 2 if return_immediately else 1  # the emulator may answer an immediate pull empty once
-    while empty < patience and past < PAST_WINDOW_BATCHES:
-        response = subscriber.pull(request={"subscription": subscription_path, "max_messages": PULL_BATCH,
-                                            "return_immediately": return_immediately}, timeout=PULL_TIMEOUT)
-        received = list(response.received_messages)
-        if not received:
-            empty += 1
-            if empty < patience:
-                time.sleep(0.2)
-            continue
-        empty = 0
+    past = 0
+    for received in pulls(subscriber, subscription_path, return_immediately=return_immediately,
+                          timeout=PULL_TIMEOUT, batch=PULL_BATCH):
         count.pulled += len(received)
         chosen = []
         for item in received:
@@ -141,6 +132,8 @@ def replay(subscriber, publisher, *, subscription_path: str, topic: str, since: 
             subscriber.acknowledge(request={"subscription": subscription_path, "ack_ids": ack_ids[start:start + 500]})
         if progress:
             progress.update(count)
+        if past >= PAST_WINDOW_BATCHES:
+            break  # full pulls of nothing but what came after the window: the rest is later still
     return count
 
 
