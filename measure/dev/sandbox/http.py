@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import socket
-import socketserver
-import threading
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
+from measure.dev.localserver import LocalServer
 from measure.dev.sandbox.faults import FaultsError
 from measure.dev.sandbox.page import render_page
 
@@ -24,44 +23,14 @@ MAX_HEADERS = 100
 MAX_HEADER_LINE = 65536
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    # Idle keep-alive connections would otherwise make stop() wait for their clients.
-    block_on_close = False
-    request_queue_size = 1024
-
+class _Server(LocalServer):
     def __init__(self, address: tuple[str, int], sandbox: Sandbox):
         self.sandbox = sandbox
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
         super().__init__(address, _Handler)
 
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind looks up the host's FQDN, which can stall on a DNS lookup.
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
-
-    def process_request(self, request, client_address):
-        with self._connections_lock:
-            self._connections.add(request)
+    def connection_opened(self) -> None:
         with self.sandbox._lock:
             self.sandbox._counts["connections"] += 1
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request):
-        with self._connections_lock:
-            self._connections.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        """Wake every handler blocked on an idle keep-alive connection so it ends."""
-        with self._connections_lock:
-            connections = list(self._connections)
-        for connection in connections:
-            try:
-                connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 class _Server6(_Server):
