@@ -379,7 +379,9 @@ class _Sweep:
         if self.pulling is not None or now < self.pull_after or len(self.ready) >= self._slots():
             return
         timeout = min(EMPTY_PULL_S, self.start_until - now)
-        if timeout < min(MIN_PULL_S, self.start_until - self.started):
+        # A short budget still pulls: half of its window is enough (the whole window would never be
+        # left by the time the first pull is asked for, and such a run would end having pulled nothing).
+        if timeout < min(MIN_PULL_S, (self.start_until - self.started) / 2):
             return
         queued = len(self.ready) + len(self.held) + len(self.running)
         # What can start before start_until (at most half an ack deadline): more would only be given back.
