@@ -130,10 +130,13 @@ def model(figures: dict) -> list[Row]:
          "alternative")
     flat("Pub/Sub push to send (Eventarc)", f"{single / 1e9:.2f} GB (a push a message, 1,000 B minimum)",
          single / tib * PRICES["pubsub_tib"], "event")
-    # ingest_routine_logs = false: a delivered event leaves no stored entry (its lines are counted by the
-    # log-based metrics before the exclusion drops them); warnings, errors and failed requests are kept.
-    flat("Cloud Logging (routine entries excluded)", "0 GiB for delivered events; problems only (WARNING and up, "
-         "requests answered 400 and up)", 0.0, "event")
+    # ingest_routine_logs = false: Cloud Run's request logs below 400 are dropped; the two lines
+    # `python -m measure status` reads for a delivered event (receive's "accepted", the "delivery") are
+    # kept (issue 21), as are warnings, errors and failed requests.
+    kept = EVENTS * 2 * LOG_LINE_BYTES
+    flat("Cloud Logging (request logs excluded; status's lines kept)",
+         f"{kept / 2**30:.2f} GiB (an \"accepted\" and a \"delivery\" line an event)",
+         kept / 2**30 * PRICES["logging_gib"], "event")
     routine = EVENTS * (2 * LOG_LINE_BYTES + 2 * REQUEST_LOG_BYTES)
     flat("Cloud Logging with ingest_routine_logs = true (alternative)",
          f"{routine / 2**30:.2f} GiB (receive and send: an INFO line and a request log each)",

@@ -206,8 +206,10 @@ def test_cost_page_quotes_the_model_run_on_the_recorded_figures():
 def test_cost_model_bills_what_the_deployment_defaults_to():
     rows = cost.model({})
     assert cost.billed_s(0.03) == pytest.approx(0.1) and cost.billed_s(1.05) == pytest.approx(1.1)
-    logging = next(r for r in rows if r.item.startswith("Cloud Logging (routine entries excluded)"))
-    assert logging.kind == "event" and logging.busy == 0  # ingest_routine_logs defaults to false
+    # ingest_routine_logs defaults to false: request logs dropped, the two lines status reads kept.
+    logging = next(r for r in rows if r.item.startswith("Cloud Logging (request logs excluded; status's lines kept)"))
+    assert logging.kind == "event" and 0 < logging.busy < next(
+        r.busy for r in rows if r.item.startswith("Cloud Logging with ingest_routine_logs = true"))
     assert _default("ingest_routine_logs") is False and _default("receive_min_instances") == 0
     sweep = next(r for r in rows if r.item.startswith("sweep on an empty retry queue"))
     slower = next(r for r in cost.model({"sweep": {"empty_s": 30.0}}) if r.item == sweep.item)
