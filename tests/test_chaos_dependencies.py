@@ -38,7 +38,7 @@ SECRET_IDS = {"MEASURE_CONSUMER_KEY_SECRET": "chaos-consumer-key", "MEASURE_PRIV
 VALUES = {"chaos-consumer-key": CONSUMER_KEY, "chaos-private-key": PRIVATE_KEY,
           "chaos-webhook-tokens": "\n".join(TOKENS)}
 
-pytestmark = [pytest.mark.slow, pytest.mark.emulator]
+pytestmark = [pytest.mark.slow, pytest.mark.emulator, pytest.mark.timing]
 
 
 class SecretManagerControl:

@@ -136,6 +136,7 @@ def test_delivery_defers_an_attempt_the_ceiling_has_no_room_for(topology, sandbo
 
 
 @pytest.mark.slow
+@pytest.mark.timing  # busiest second at the sandbox: bunched by any other load on the machine
 def test_replaying_2000_dead_letters_stays_under_the_ceiling_and_each_is_accepted_once(topology, sandbox,
                                                                                      monkeypatch, capsys):
     """The issue's figure: MEASURE_API_MAX_RPS=50, two sending instances (send and sweep, each with its
