@@ -3,7 +3,7 @@
     python -m measure status EVENT_ID [EVENT_ID...] [--since 7d] [--json]
     python -m measure status --user USER_ID --since 2h
     sources:  --project P (or GOOGLE_CLOUD_PROJECT): Cloud Logging
-              --logs DIR (default ./.run/logs when it exists): the log files of `make run`
+              --logs DIR (default ./.run/logs when it exists and no project is named): the log files of `make run`
 
 The timeline is read from the structured lines the functions write anyway (measure/logs.py):
 
@@ -449,7 +449,9 @@ def source_for(args: argparse.Namespace, env: Mapping[str, str]):
     """The dev stack's files or Cloud Logging, as the flags and the environment say."""
     if args.logs is not None:
         return DevLogs(args.logs)
-    project = args.project or ("" if DEV_LOGS.is_dir() else env.get("GOOGLE_CLOUD_PROJECT", "").strip())
+    # A project named (flag or GOOGLE_CLOUD_PROJECT) wins over a ./.run/logs an earlier `make run` left:
+    # asked about production, the tool must not answer from a laptop's old files.
+    project = args.project or env.get("GOOGLE_CLOUD_PROJECT", "").strip()
     if not project:
         if DEV_LOGS.is_dir():
             return DevLogs(DEV_LOGS)

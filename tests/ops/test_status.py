@@ -249,3 +249,15 @@ def test_a_long_outage_shows_its_first_and_last_attempts_and_counts_the_rest():
     assert "1 by send" in text and "2 by sweep" in text and "11 by sweep" in text and " 5 by sweep" not in text
     assert text.endswith("=> delivered: attempt 12, log_id L-12")
     assert len([s for s in shown.as_dict()["steps"] if s["what"] == "attempt"]) == 12  # --json keeps them all
+
+
+def test_a_named_project_is_asked_even_where_an_old_make_run_left_its_logs(logging_api, tmp_path, monkeypatch):
+    # A laptop that once ran `make run` keeps ./.run/logs; asked about production, status must not
+    # answer "not found" from those files.
+    (tmp_path / ".run" / "logs").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    url = f"http://127.0.0.1:{logging_api.server_port}"
+    code, _, err = run(EVENT, "--since", "2h", env={"GOOGLE_CLOUD_PROJECT": "studio-prod",
+                                                    "MEASURE_LOGGING_ENDPOINT": url}, now=NOW)
+    assert code == 0, err
+    assert logging_api.asked
