@@ -1,7 +1,8 @@
 """A Pub/Sub stand-in that behaves like the real service where the emulator does not: a proxy in
 front of the emulator, speaking the REST v1 paths measure uses (PUBSUB_EMULATOR_HOST=proxy.host).
 
-What it does that the emulator does not (../shared/REAL-SERVICES.md has the sources):
+What it does that the emulator does not (leases: google-cloud-python#8087, python-pubsub#1414;
+limits: Pub/Sub's documented request limits):
 
     pull      leases at once (it pulls from the emulator the moment a pull arrives) but answers only
               after `pull_latency` (0.6-1.2 s by default): a client that hangs up sooner has lost

@@ -13,7 +13,7 @@ The sweep pulls about what it can attempt: never more than the attempts the conc
 again as the work runs low; so little is pulled only to be given back. Deadline extensions go out
 as one modifyAckDeadline call per distinct deadline, the deadlines rounded up to a short ladder.
 
-Pub/Sub as it really is (../shared/REAL-SERVICES.md): a pull leases what it returns from the moment
+Pub/Sub as it really is (google-cloud-python#8087, python-pubsub#1414): a pull leases what it returns from the moment
 the service hands it out, so a client that hangs up before the answer has hidden those messages
 from everyone until their ack deadline. So a pull waits up to EMPTY_PULL_S for its answer (the
 service holds an empty pull open; one with messages answers within about a second), and runs in
