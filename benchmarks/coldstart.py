@@ -17,7 +17,7 @@ import itself stays real and where the code puts it), and a third time with the 
 in a thread as the process starts (the option issue 23 names: off the first request's path).
 
 Other options, not rows (docs: benchmarks/RESULTS.md, the section of this round): Secret Manager's
-REST API over the AuthorizedSession receive already has for Pub/Sub would import nothing new, so
+REST API over the AuthorizedHttp receive already has for Pub/Sub would import nothing new, so
 its cold start is about the local-secrets row's plus one call; but the design card names the
 client library. Cloud Run's own secret mounts (a volume of `latest`) keep the keys in Secret
 Manager and import nothing, at the price of the platform's refresh instead of our TTL.
@@ -180,12 +180,10 @@ def top_imports(argv: list[str], env: dict[str, str], n: int = 6) -> str:
 def warm_pulls(topology, seconds: float = 5.0) -> None:
     """sweep's first request pulls (empty) from the retry subscription: the emulator's pull path
     warms up like its publish path, so exercise it before measuring."""
-    import requests
-
-    from measure.gcp import googleapi
+    from measure.gcp import credentials, googleapi
     from measure.gcp.subscriber import Subscriber
 
-    subscriber = Subscriber(googleapi.Api(f"http://{topology.emulator_host}", requests.Session()))
+    subscriber = Subscriber(googleapi.Api(f"http://{topology.emulator_host}", credentials.http(None, 2)))
     path = subscriber.subscription_path(topology.project, topology.names.retry_subscription)
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:

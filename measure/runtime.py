@@ -6,9 +6,10 @@ calls, the HTTP session) is built on the first request that needs it, once: conc
 requests wait for that one build, each object behind its own lock, none held across network I/O;
 each entry point builds only what it uses. At start the Secret Manager client library is imported
 in the background (measure.gcp.secrets), so no request pays for it.
-Google's side, one of each per instance: one AuthorizedSession over google.auth.default()'s
-credentials for Pub/Sub's REST calls, its pool sized to the instance's THREADS (no credentials
-on the emulator), and the Secret Manager client, built in the background at start.
+Google's side, one of each per instance: one urllib3 connection pool under google-auth's
+AuthorizedHttp over google.auth.default()'s credentials for Pub/Sub's REST calls, sized to the
+instance's THREADS (no credentials on the emulator), and the Secret Manager client, built in the
+background at start.
 """
 
 from __future__ import annotations
@@ -123,13 +124,12 @@ def threads() -> int:
 
 @_once
 def pubsub() -> Api:
-    from requests.adapters import DEFAULT_POOLSIZE
-
     from measure.gcp import googleapi
 
-    # A connection for each thread that may call Pub/Sub at once, and never fewer than requests'
-    # own default pool (10): sweep serves one request (THREADS=1) but publishes from many attempts.
-    return googleapi.pubsub(pool_size=max(DEFAULT_POOLSIZE, threads()))
+    # A connection for each thread that may call Pub/Sub at once, and never fewer than 10 (the
+    # pool requests and urllib3 keep by default): sweep serves one request (THREADS=1) but
+    # publishes from many attempts.
+    return googleapi.pubsub(pool_size=max(10, threads()))
 
 
 @_once

@@ -404,15 +404,13 @@ def create_topology(project: str, *, emulator_host: str, push_endpoint: str | No
     `PushRelay.subscribe(topology, url)` pushes as Eventarc does; use one or the other, not both.
     `replay` adds the replay subscription (make run has it; tests ask for it, since it keeps a copy
     of every message)."""
-    import requests
-
     from measure.dev import pubsub_admin as admin
-    from measure.gcp import googleapi
+    from measure.gcp import credentials, googleapi
 
     names = names or Names()
     topology = Topology(project, emulator_host, names, push_endpoint, tap)
-    with requests.Session() as session:  # the emulator takes no credentials
-        api = googleapi.Api(f"http://{emulator_host}", session)
+    api = googleapi.Api(f"http://{emulator_host}", credentials.http(None, 2))  # the emulator takes no credentials
+    try:
         for topic in (names.events_topic, names.retry_topic, names.dead_letter_topic):
             admin.create_topic(api, topology.topic_path(topic))
 
@@ -430,4 +428,6 @@ def create_topology(project: str, *, emulator_host: str, push_endpoint: str | No
             subscribe(names.events_tap_subscription, names.events_topic)
         if replay:
             subscribe(names.events_replay_subscription, names.events_topic, retain_acked_messages=True)
+    finally:
+        api.close()
     return topology

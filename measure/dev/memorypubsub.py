@@ -33,11 +33,9 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import requests
-
 from measure.dev import emulator
 from measure.dev.emulator import Names
-from measure.gcp import googleapi
+from measure.gcp import credentials, googleapi
 from measure.gcp.subscriber import Subscriber
 
 DEFAULT_ACK_DEADLINE_S = 10  # Pub/Sub's default when a subscription does not say
@@ -346,7 +344,7 @@ class MemoryTopology(emulator.Topology):
     """emulator.Topology's publish and pull, over REST (google-cloud-pubsub speaks only gRPC)."""
 
     def _api(self) -> googleapi.Api:
-        return googleapi.Api(f"http://{self.emulator_host}", requests.Session())
+        return googleapi.Api(f"http://{self.emulator_host}", credentials.http(None, 2))
 
     def publish(self, topic: str, data: bytes, **attributes: str) -> str:
         api = self._api()
@@ -354,7 +352,7 @@ class MemoryTopology(emulator.Topology):
             message = {"data": base64.b64encode(data).decode(), "attributes": attributes}
             answer = api.call("POST", f"/v1/{self.topic_path(topic)}:publish", {"messages": [message]}, timeout=30)
         finally:
-            api.session.close()
+            api.close()
         return str(answer["messageIds"][0])
 
     def _subscriber(self) -> Subscriber:

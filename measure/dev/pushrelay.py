@@ -35,6 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import requests
+import requests.adapters
 
 from measure.dev import pubsub_admin as admin
 from measure.dev.emulator import PUSH_ACK_DEADLINE, Topology
@@ -106,7 +107,9 @@ class PushRelay:
         self.pulled = self.acked = self.released = self.peak = 0
         self.failures: Counter[str] = Counter()  # pushes that were not acknowledged, by answer
         self.errors: Counter[str] = Counter()  # pulls, acks and releases that failed, by error
-        self._session = credentials.session(None, outstanding)
+        # A keep-alive connection for each push in flight, as Eventarc keeps to a busy service.
+        self._session = requests.Session()
+        self._session.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=outstanding, max_retries=0))
         self._pool = ThreadPoolExecutor(outstanding, thread_name_prefix="push-relay")
         self._changed = threading.Condition()
         self._in_flight = 0
@@ -120,7 +123,7 @@ class PushRelay:
     def subscribe(cls, topology: Topology, endpoint: str, **options) -> PushRelay:
         """A pull subscription on the topology's events topic (with push's ack deadline) and a relay
         from it to `endpoint`. The topology must have no push subscription, or events go twice."""
-        api = googleapi.Api(f"http://{topology.emulator_host}", credentials.session(None, 2))
+        api = googleapi.Api(f"http://{topology.emulator_host}", credentials.http(None, 2))
         subscription = topology.subscription_path(f"{topology.names.events_push_subscription}-relay")
         topic = topology.topic_path(topology.names.events_topic)
         admin.create_subscription(api, subscription, topic, ack_deadline_seconds=PUSH_ACK_DEADLINE)

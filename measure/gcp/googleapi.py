@@ -1,8 +1,8 @@
-"""Pub/Sub's REST API v1 as JSON calls over one requests session, transient failures retried in time.
+"""Pub/Sub's REST API v1 as JSON calls over one connection pool, transient failures retried in time.
 
-The session is google-auth's AuthorizedSession (measure.gcp.credentials): it carries the token,
-refreshes it before it expires and on a 401. What is decided here is which answers are worth
-another try and how long to wait before it.
+The pool is urllib3's under google-auth's AuthorizedHttp (measure.gcp.credentials says why not
+requests): it carries the token, refreshes it before it expires and on a 401. What is decided
+here is which answers are worth another try and how long to wait before it.
 
 Why REST and not google-cloud-pubsub: importing `google.cloud.pubsub_v1` (gRPC, proto-plus) was a
 large share of every cold start of receive and sweep, and its per-message futures and batch
@@ -20,9 +20,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import google.auth.exceptions
-import requests
+import urllib3
+import urllib3.exceptions
 
 from measure import retryafter
+from measure.gcp.credentials import Http
 
 CONNECT_TIMEOUT = 5.0
 # Statuses Google documents as worth retrying, whatever the body says; 499 is CANCELLED.
@@ -75,12 +77,18 @@ def retry_after(headers: Mapping[str, str] | None) -> float | None:
 
 
 class Api:
-    """One Google API's REST endpoint over a session: JSON in, JSON out, retried within a deadline."""
+    """One Google API's REST endpoint over a connection pool: JSON in, JSON out, retried within a deadline."""
 
-    def __init__(self, base_url: str, session: requests.Session, backoff: Backoff = Backoff()):
+    def __init__(self, base_url: str, http: Http, backoff: Backoff = Backoff()):
         self.base_url = base_url.rstrip("/")
-        self.session = session
+        self.http = http
         self.backoff = backoff
+
+    def close(self) -> None:
+        """Close the pool's connections (a command-line run that is done with them)."""
+        from measure.gcp import credentials
+
+        credentials.close(self.http)
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None, *, timeout: float,
              retry: bool = True, what: str | None = None, attempt_timeout: float | None = None) -> dict[str, Any]:
@@ -104,14 +112,17 @@ class Api:
             wait_at_least = None
             read = remaining if attempt_timeout is None else min(attempt_timeout, remaining)
             try:
-                response = self.session.request(method, self.base_url + path, data=payload,
-                                                headers=_JSON if payload is not None else None,
-                                                timeout=(min(CONNECT_TIMEOUT, read), read),
-                                                allow_redirects=False)
-            except requests.Timeout as exc:
-                error: ApiError = DeadlineExceededError(what)
+                response = self.http.urlopen(method, self.base_url + path, body=payload,
+                                             headers=_JSON if payload is not None else None,
+                                             timeout=urllib3.Timeout(connect=min(CONNECT_TIMEOUT, read), read=read),
+                                             retries=False, redirect=False)
+            except urllib3.exceptions.NewConnectionError as exc:  # refused, unreachable (a TimeoutError subclass)
+                error: ApiError = ApiError(what, None, type(exc).__name__, transient=True)
                 error.__cause__ = exc
-            except requests.RequestException as exc:
+            except urllib3.exceptions.TimeoutError as exc:
+                error = DeadlineExceededError(what)
+                error.__cause__ = exc
+            except urllib3.exceptions.HTTPError as exc:  # the connection broke, the answer was cut short
                 error = ApiError(what, None, type(exc).__name__, transient=True)
                 error.__cause__ = exc
             except google.auth.exceptions.GoogleAuthError as exc:  # the token could not be fetched
@@ -119,8 +130,9 @@ class Api:
                                  transient=getattr(exc, "retryable", True) is not False)
                 error.__cause__ = exc
             else:
-                if response.status_code == 200:
-                    return response.json() if response.content.strip() else {}
+                if response.status == 200:
+                    data = response.data
+                    return json.loads(data) if data.strip() else {}
                 error = _answer_error(what, response)
                 wait_at_least = retry_after(response.headers)
             if not (retry and error.transient):
@@ -133,27 +145,23 @@ class Api:
             last = error
 
 
-def _answer_error(what: str, response: requests.Response) -> ApiError:
+def _answer_error(what: str, response: urllib3.BaseHTTPResponse) -> ApiError:
     """Google's error body is {"error": {"code", "message", "status"}}; anything else, its first 200 characters."""
     try:
-        detail = response.json()["error"]
+        detail = json.loads(response.data)["error"]
         message, code = str(detail["message"])[:300], str(detail.get("status") or "")
     except (ValueError, KeyError, TypeError):
-        message, code = response.content[:200].decode("utf-8", "replace") or "(empty answer)", ""
-    status = response.status_code
+        message, code = response.data[:200].decode("utf-8", "replace") or "(empty answer)", ""
+    status = response.status
     transient = status in TRANSIENT_STATUSES or code in TRANSIENT_CODES or (status == 409 and not code)
     return ApiError(what, status, message, transient=transient, code=code)
 
 
-def pubsub(session: requests.Session | None = None, pool_size: int = 10) -> Api:
+def pubsub(http: Http | None = None, pool_size: int = 10) -> Api:
     """Pub/Sub's REST API: the emulator when PUBSUB_EMULATOR_HOST is set, as the libraries do, else
-    the service with google.auth.default()'s credentials; over `session` (the instance's, from
-    measure.runtime) or a session of its own (the command-line tools)."""
+    the service with google.auth.default()'s credentials; over `http` (given) or a pool of its own
+    of `pool_size` connections. Pub/Sub is reached directly: urllib3 reads no proxy, netrc or CA
+    bundle from the environment (a stray HTTPS_PROXY or ~/.netrc cannot reroute a publish)."""
     from measure.gcp import credentials
 
-    if session is None:
-        session = credentials.pubsub_session(pool_size)
-        # Pub/Sub is reached directly: no proxy, netrc or CA bundle from the environment (a stray
-        # HTTPS_PROXY or ~/.netrc would otherwise reroute or re-authenticate every publish).
-        session.trust_env = False
-    return Api(credentials.pubsub_url(), session)
+    return Api(credentials.pubsub_url(), http or credentials.pubsub_http(pool_size))

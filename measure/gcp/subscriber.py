@@ -79,9 +79,9 @@ class Subscriber:
         return self._api
 
     def close(self) -> None:
-        """Close the connections of the session (a command-line run that is done with it)."""
+        """Close the pool's connections (a command-line run that is done with them)."""
         if self._api is not None:
-            self._api.session.close()
+            self._api.close()
 
     @staticmethod
     def subscription_path(project: str, subscription: str) -> str:

@@ -20,8 +20,8 @@ The timeline is read from the structured lines the functions write anyway (measu
 Fields a line lacks are shown as "-": a line from an older version still reads.
 
 On Google Cloud the entries come from Cloud Logging's REST API (`entries:list`) over google-auth's
-AuthorizedSession with the user's own credentials (gcloud auth application-default login), the
-same session the tools use for Pub/Sub. Not google-cloud-logging: it would be a second client stack
+AuthorizedHttp with the user's own credentials (gcloud auth application-default login), the
+same transport the tools use for Pub/Sub. Not google-cloud-logging: it would be a second client stack
 (gRPC, proto-plus, its own retry settings) for one paginated POST, and a dependency of a tool only.
 MEASURE_LOGGING_ENDPOINT (or --logging-endpoint) points it elsewhere: a loopback endpoint gets no
 credentials (a local stand-in, as the tests use).
@@ -131,7 +131,7 @@ class CloudLogging:
             creds = AnonymousCredentials()  # a local stand-in: no token to fetch or send
         else:
             creds = credentials.default_credentials()  # the user's ADC (gcloud auth application-default login)
-        return cls(project, googleapi.Api(url, credentials.session(creds, 2)))
+        return cls(project, googleapi.Api(url, credentials.http(creds, 2)))
 
     def filter_for(self, since: float, *, event_ids: Iterable[str] = (), user_key: str | None = None) -> str:
         """The Logging query language filter for these events' lines (or the user's accepted lines)."""

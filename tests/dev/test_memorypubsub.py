@@ -12,11 +12,10 @@ import itertools
 import time
 
 import pytest
-import requests
 
 from measure.dev import pubsub_admin as admin
 from measure.dev.memorypubsub import MemoryPubsub
-from measure.gcp import googleapi
+from measure.gcp import credentials, googleapi
 from measure.gcp.publisher import Publisher, PublishError
 from measure.gcp.subscriber import Subscriber
 
@@ -26,7 +25,7 @@ _names = itertools.count(1)
 class Backend:
     def __init__(self, host: str, project: str):
         self.host, self.project = host, project
-        self.api = googleapi.Api(f"http://{host}", requests.Session())
+        self.api = googleapi.Api(f"http://{host}", credentials.http(None, 4))
         self.publisher = Publisher(project, self.api)
         self.subscriber = Subscriber(self.api)
 
@@ -80,7 +79,7 @@ def pubsub(request):
         emulator = request.getfixturevalue("pubsub_emulator")
         backend = Backend(emulator.host, emulator.project)
     yield backend
-    backend.api.session.close()
+    backend.api.close()
 
 
 def test_what_is_published_is_pulled_with_its_data_attributes_and_id(pubsub):

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import pytest
-import requests
 
 from measure.dev import pubsub_admin as admin
 from measure.dev.emulator import subscriber_client
-from measure.gcp import googleapi
+from measure.gcp import credentials, googleapi
 
 pytestmark = pytest.mark.emulator
 
 
 def test_creates_are_idempotent_and_a_push_subscription_is_re_pointed(pubsub_emulator):
     project = pubsub_emulator.project
-    api = googleapi.Api(f"http://{pubsub_emulator.host}", requests.Session())
+    api = googleapi.Api(f"http://{pubsub_emulator.host}", credentials.http(None, 4))
     topic, subscription = f"projects/{project}/topics/admin-t", f"projects/{project}/subscriptions/admin-s"
 
     assert admin.create_topic(api, topic) is True
@@ -33,7 +32,7 @@ def test_creates_are_idempotent_and_a_push_subscription_is_re_pointed(pubsub_emu
 
 
 def test_a_subscription_on_a_missing_topic_is_an_error_naming_it(pubsub_emulator):
-    api = googleapi.Api(f"http://{pubsub_emulator.host}", requests.Session())
+    api = googleapi.Api(f"http://{pubsub_emulator.host}", credentials.http(None, 4))
     project = pubsub_emulator.project
     with pytest.raises(googleapi.ApiError, match=r"create subscription .*admin-orphan: HTTP 404"):
         admin.create_subscription(api, f"projects/{project}/subscriptions/admin-orphan",

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from measure.dev.pubsubproxy import CallFaults, FaultsError, PubsubProxy
-from measure.gcp import googleapi
+from measure.gcp import credentials, googleapi
 from measure.gcp.subscriber import Subscriber
 
 pytestmark = pytest.mark.emulator
@@ -30,7 +30,7 @@ def raw_pull(proxy, topology, timeout: float, max_messages: int = 10) -> request
 
 
 def subscriber_through(proxy) -> Subscriber:
-    return Subscriber(googleapi.Api(f"http://{proxy.host}", requests.Session(), googleapi.Backoff(first=0.05)))
+    return Subscriber(googleapi.Api(f"http://{proxy.host}", credentials.http(None, 4), googleapi.Backoff(first=0.05)))
 
 
 def test_a_pull_leases_at_once_and_answers_after_its_latency(proxy, topology):

@@ -1,7 +1,7 @@
 """Run in a fresh process by tests/gcp/test_credentials.py: google-auth reads GCE_METADATA_HOST /
 GCE_METADATA_IP when it is imported, so the stand-in metadata server must be in the environment
 before then. Publishes from `--threads` threads for `--seconds` through the deployed path
-(google.auth.default() credentials, an AuthorizedSession, Publisher) to a Pub/Sub stand-in at
+(google.auth.default() credentials, google-auth's AuthorizedHttp, Publisher) to a Pub/Sub stand-in at
 `--pubsub`, and prints one JSON line: calls made, errors seen."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=0.0)
     args = parser.parse_args()
-    publisher = Publisher("p", googleapi.Api(args.pubsub, credentials.pubsub_session(args.threads)))
+    publisher = Publisher("p", googleapi.Api(args.pubsub, credentials.pubsub_http(args.threads)))
     calls, errors = [0] * args.threads, []
     deadline = time.monotonic() + args.seconds
 

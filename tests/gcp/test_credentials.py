@@ -99,7 +99,7 @@ def test_the_session_keeps_a_connection_for_each_of_the_instances_threads(server
 
     pubsub = servers(PubsubStandIn)
     pubsub.delay = 0.05  # long enough that all 16 calls of a round are in flight together
-    api = googleapi.Api(pubsub.url, credentials.session(None, 16))
+    api = googleapi.Api(pubsub.url, credentials.http(None, 16))
     for _ in range(4):
         threads = [threading.Thread(target=api.call, args=("POST", "/v1/t:publish", {"messages": []}),
                                     kwargs={"timeout": 10}) for _ in range(16)]

@@ -10,10 +10,9 @@ import json
 import time
 
 import pytest
-import requests
 
 from measure.dev.emulator import free_port
-from measure.gcp import googleapi
+from measure.gcp import credentials, googleapi
 from measure.gcp import publisher as publisher_module
 from measure.gcp.publisher import Publisher, PublishError
 from measure.gcp.subscriber import Subscriber
@@ -88,7 +87,7 @@ def test_retries_stop_at_the_callers_deadline(pubsub):
 
 def test_409_already_exists_is_not_retried(pubsub):
     stand_in = pubsub([(409, "ALREADY_EXISTS", {})])
-    api = googleapi.Api(stand_in.url, requests.Session())
+    api = googleapi.Api(stand_in.url, credentials.http(None, 4))
     with pytest.raises(googleapi.ApiError) as caught:
         api.call("PUT", "/v1/projects/p/topics/t", {}, timeout=10)
     assert (caught.value.transient, caught.value.code) == (False, "ALREADY_EXISTS")
@@ -97,7 +96,7 @@ def test_409_already_exists_is_not_retried(pubsub):
 
 def test_a_permanent_answer_is_raised_at_once_with_googles_message(pubsub):
     stand_in = pubsub([(400, "INVALID_ARGUMENT", {})])
-    api = googleapi.Api(stand_in.url, requests.Session())
+    api = googleapi.Api(stand_in.url, credentials.http(None, 4))
     with pytest.raises(googleapi.ApiError, match=r"publish to t: HTTP 400: scripted INVALID_ARGUMENT") as caught:
         api.call("POST", "/v1/x:publish", {"messages": []}, timeout=10, what="publish to t")
     assert caught.value.transient is False and caught.value.status == 400
@@ -109,13 +108,13 @@ def test_a_permanent_answer_is_raised_at_once_with_googles_message(pubsub):
 def test_without_retry_a_transient_answer_is_raised_at_once(pubsub):
     stand_in = pubsub([(503, "UNAVAILABLE", {})])
     with pytest.raises(googleapi.ApiError) as caught:
-        googleapi.Api(stand_in.url, requests.Session()).call("POST", "/v1/x:pull", {}, timeout=10, retry=False)
+        googleapi.Api(stand_in.url, credentials.http(None, 4)).call("POST", "/v1/x:pull", {}, timeout=10, retry=False)
     assert caught.value.transient is True
     assert len(stand_in.requests) == 1
 
 
 def test_nobody_listening_is_retried_and_then_a_transient_error():
-    api = googleapi.Api(f"http://127.0.0.1:{free_port()}", requests.Session())
+    api = googleapi.Api(f"http://127.0.0.1:{free_port()}", credentials.http(None, 4))
     with pytest.raises(googleapi.ApiError) as caught:
         api.call("POST", "/v1/x:publish", {}, timeout=0.5)
     assert caught.value.transient is True
@@ -148,7 +147,8 @@ def test_publish_retries_every_code_googles_publisher_retries(pubsub, status, co
 def test_cancelled_is_transient_whatever_the_status(pubsub):
     stand_in = pubsub([(400, "CANCELLED", {})])
     with pytest.raises(googleapi.ApiError) as caught:
-        googleapi.Api(stand_in.url, requests.Session()).call("POST", "/v1/x:publish", {}, timeout=10, retry=False)
+        googleapi.Api(stand_in.url, credentials.http(None, 4)).call("POST", "/v1/x:publish", {}, timeout=10,
+                                                                     retry=False)
     assert caught.value.transient is True
 
 

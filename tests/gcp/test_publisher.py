@@ -20,7 +20,7 @@ class CountingApi(googleapi.Api):
 
     def __init__(self):
         real = googleapi.pubsub()
-        super().__init__(real.base_url, real.session)
+        super().__init__(real.base_url, real.http)
         self.sizes: list[int] = []
         self._lock = threading.Lock()
 

@@ -6,10 +6,9 @@ import time
 from datetime import datetime
 
 import pytest
-import requests
 
 from measure.dev.pubsubproxy import PubsubProxy
-from measure.gcp import googleapi
+from measure.gcp import credentials, googleapi
 from measure.gcp.googleapi import ApiError
 from measure.gcp.publisher import Publisher
 from measure.gcp.subscriber import Subscriber
@@ -74,7 +73,7 @@ def proxy_fixture(topology):
 
 
 def through(proxy) -> Subscriber:
-    return Subscriber(googleapi.Api(f"http://{proxy.host}", requests.Session(), googleapi.Backoff(first=0.05)))
+    return Subscriber(googleapi.Api(f"http://{proxy.host}", credentials.http(None, 4), googleapi.Backoff(first=0.05)))
 
 
 def test_a_pull_that_gets_no_answer_in_time_is_empty(proxy, topology):
