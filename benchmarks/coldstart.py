@@ -66,7 +66,6 @@ if os.environ.get("BENCH_FAKE_SECRET_MANAGER"):
     # whenever the code imports it (the first request, or a background thread at start), so the
     # library's import stays where the code under test puts it.
     import importlib.abc, importlib.util
-    from types import SimpleNamespace
 
     class FakeSecretManager:
         def __init__(self, **kwargs):
@@ -74,10 +73,14 @@ if os.environ.get("BENCH_FAKE_SECRET_MANAGER"):
 
         def access_secret_version(self, request=None, **kwargs):
             import google_crc32c
+            from google.cloud import secretmanager  # imported already: this client is its class
 
             time.sleep(0.02)
             data = os.environ["BENCH_FAKE_SECRET_MANAGER"].encode()
-            return SimpleNamespace(payload=SimpleNamespace(data=data, data_crc32c=google_crc32c.value(data)))
+            # The library's own message types, as the real client answers (measure asks proto-plus
+            # whether data_crc32c is present).
+            payload = secretmanager.SecretPayload(data=data, data_crc32c=google_crc32c.value(data))
+            return secretmanager.AccessSecretVersionResponse(payload=payload)
 
     class PatchOnImport(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path, target=None):

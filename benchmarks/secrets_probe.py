@@ -18,7 +18,6 @@ import sys
 import threading
 import time
 from collections import Counter
-from types import SimpleNamespace
 from urllib.parse import urlencode
 
 import google_crc32c
@@ -38,7 +37,12 @@ class FakeSecretManager:
             self.accesses.append((time.monotonic(), secret_id))
         time.sleep(0.02)
         data = self.values[secret_id].encode()
-        return SimpleNamespace(payload=SimpleNamespace(data=data, data_crc32c=google_crc32c.value(data)))
+        # The library's own message types, as the real client answers (measure asks proto-plus
+        # whether data_crc32c is present).
+        from google.cloud import secretmanager
+
+        payload = secretmanager.SecretPayload(data=data, data_crc32c=google_crc32c.value(data))
+        return secretmanager.AccessSecretVersionResponse(payload=payload)
 
 
 def main(argv: list[str] | None = None) -> int:
