@@ -31,7 +31,7 @@ class FakeSecretManager:
         self.accesses: list[tuple[float, str]] = []
         self._lock = threading.Lock()
 
-    def access_secret_version(self, request):
+    def access_secret_version(self, request, **kwargs):  # timeout, retry: as measure passes them
         secret_id = request["name"].split("/")[3]
         with self._lock:
             self.accesses.append((time.monotonic(), secret_id))

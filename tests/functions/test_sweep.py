@@ -648,3 +648,32 @@ def test_a_hung_acknowledge_leaves_the_last_calls_their_share_of_the_budget():
     assert summary["errors"] == 1 and fakes.subscription.count("modify 0") == 1
     give_back = [timeout for name, _, timeout in fakes.subscription.calls if name == "modify 0"]
     assert give_back[0] > 0.5, give_back
+
+
+def test_no_attempt_starts_beyond_the_first_round_until_all_of_it_has_come_back(topology, sandbox, monkeypatch):
+    """Against an API that answers the first attempt of a round a little sooner than the others,
+    as a hung API's timeouts come back a few ms apart: the sweep waits for the whole first round
+    (and so for the breaker it opens) before it widens."""
+    pipeline = Pipeline(topology, sandbox, monkeypatch)
+    breaker = CircuitBreaker(cooldown=60)  # the deployed rule: 8 attempts, 90 % outages
+    pipeline.delivery = Delivery(pipeline.config, pipeline.delivery.client, pipeline.publisher, breaker)
+    sandbox.set_faults(status={503: 1.0})
+    publish_retries(pipeline, 60, lambda i: -1)
+    real_attempt = pipeline.delivery.attempt
+    started, gate = itertools.count(1), threading.Event()
+
+    def attempt(envelope, component, wait):
+        if next(started) > 1:  # the first answers at once, the rest once the test lets them
+            gate.wait(10)
+        return real_attempt(envelope, component, wait=wait)
+
+    monkeypatch.setattr(pipeline.delivery, "attempt", attempt)
+    sweeper = sweeper_with(pipeline, CountingSubscriber())
+    running = concurrent.futures.ThreadPoolExecutor(1).submit(sweeper.run, 10)
+    time.sleep(1.5)  # the first answer is in; a sweep that widened on it would have started more
+    begun = next(started) - 1
+    gate.set()
+    summary = running.result(timeout=30)
+    assert begun == 8, f"{begun} attempts started before the first round had come back"
+    assert breaker.state is State.OPEN and summary["stopped_early"]
+    assert sandbox.stats()["received"] == 8
