@@ -331,10 +331,11 @@ def new_topology(ctx: Context, suffix: str, **kwargs):
 # ---------------------------------------------------------------- function servers
 
 
-def start_function(ctx: Context, name: str, target: str, *, env: Mapping[str, str], threads: int,
+def start_function(ctx: Context, name: str, target: str, *, env: Mapping[str, str], threads: int | None,
                    source: Path | None = None, signature_type: str = "http", cpus: str = SERVER_CPUS):
     """functions-framework as Cloud Run runs it (gunicorn, WORKERS/THREADS from the environment),
-    pinned to `cpus`; returns a running, listening `measure.dev.devstack.Service`."""
+    pinned to `cpus`; returns a running, listening `measure.dev.devstack.Service`. `threads` None:
+    THREADS unset, functions-framework's default (4 a CPU os.cpu_count() reports)."""
     from measure.dev.devstack import functions_framework_bin, start_service
     from measure.dev.emulator import free_port
 
@@ -342,7 +343,10 @@ def start_function(ctx: Context, name: str, target: str, *, env: Mapping[str, st
     source = source or ctx.source
     argv = [*taskset(cpus), functions_framework_bin(), "--target", target, "--source", str(source),
             "--signature-type", signature_type, "--host", LOOPBACK, "--port", str(port)]
-    full_env = {**os.environ, **env, "WORKERS": "1", "THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
+    full_env = {**os.environ, **env, "WORKERS": "1", "PYTHONUNBUFFERED": "1"}
+    full_env.pop("THREADS", None)
+    if threads is not None:
+        full_env["THREADS"] = str(threads)
     service = start_service(name, argv, port=port, log_path=ctx.workdir / f"{name}.log", env=full_env)
     ctx.on_exit(service.stop)
     service.wait_ready(time.monotonic() + 60)

@@ -48,6 +48,12 @@ BATCH_CONNECTIONS = 4
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
+def ours_default_threads() -> int:
+    """THREADS functions-framework picks when unset (its _http/gunicorn.py): 4 a CPU os.cpu_count()
+    reports, which taskset does not change; so here the machine's CPUs, not the one the server has."""
+    return (os.cpu_count() or 1) * 4
+
+
 def publish_ceiling(ctx: Context, topology, batch: int, seconds: float, mode: str = "client") -> dict:
     argv = [*taskset(SERVER_CPUS), PY, "-m", "benchmarks.publish_probe", "--topic", topology.names.events_topic,
             "--batch", str(batch), "--threads", str(THREADS), "--seconds", str(seconds), "--mode", mode]
@@ -100,12 +106,18 @@ def run(ctx: Context) -> None:
     peer = start_function(ctx, "peer", "peer", env={**env, "PYTHONPATH": str(BENCH.parent)}, threads=THREADS,
                           source=BENCH / "peer_function.py")
     ours = start_function(ctx, "receive", "receive", env=env, threads=THREADS)
+    # The same two with functions-framework's default THREADS (4 a CPU os.cpu_count() reports).
+    peer_default = start_function(ctx, "peer-default", "peer", env={**env, "PYTHONPATH": str(BENCH.parent)},
+                                  threads=None, source=BENCH / "peer_function.py")
+    ours_default = start_function(ctx, "receive-default", "receive", env=env, threads=None)
     try:
         warm_up = warm_emulator(ctx, topology)
         for server, bodies, kind in ((bare, single, form), (peer, single, form), (ours, single, form),
-                                     (ours, batches, as_json)):
+                                     (ours, batches, as_json), (peer_default, single, form),
+                                     (ours_default, single, form)):
             run_wrk(server.url + "/measure", bodies, kind, connections=4, seconds=2, headers=AUTH)  # warm
-        runs: dict[str, list[dict]] = {"bare": [], "peer": [], "ours": [], "bare_batch": [], "ours_batch": []}
+        runs: dict[str, list[dict]] = {"bare": [], "peer": [], "ours": [], "bare_batch": [], "ours_batch": [],
+                                       "peer_default": [], "ours_default": []}
         with MemorySampler(ours.proc.pid) as memory:
             for _ in range(ctx.repeats):
                 runs["bare"].append(with_cpu(bare, lambda: run_wrk(bare.url + "/measure", single, form,
@@ -114,6 +126,10 @@ def run(ctx: Context) -> None:
                                                                    connections=THREADS, seconds=seconds, headers=AUTH)))
                 runs["ours"].append(with_cpu(ours, lambda: run_wrk(ours.url + "/measure", single, form,
                                                                    connections=THREADS, seconds=seconds, headers=AUTH)))
+                for kind, server in (("peer_default", peer_default), ("ours_default", ours_default)):
+                    runs[kind].append(with_cpu(server, functools.partial(
+                        run_wrk, server.url + "/measure", single, form, connections=THREADS, seconds=seconds,
+                        headers=AUTH)))
                 runs["bare_batch"].append(run_wrk(bare.url + "/measure", batches, as_json,
                                                   connections=BATCH_CONNECTIONS, seconds=seconds, headers=AUTH))
                 runs["ours_batch"].append(with_cpu(ours, lambda: run_wrk(
@@ -130,10 +146,10 @@ def run(ctx: Context) -> None:
                         run_wrk, server.url + "/measure", bodies, kind, connections=connections, seconds=profile_s,
                         headers=AUTH))
                     profile.cpu_ms_per_request = profiled["server_cpu_ms_per_request"]
+        default_threads = ours_default_threads()
     finally:
-        stop(ours)
-        stop(peer)
-        stop(bare)
+        for server in (ours_default, peer_default, ours, peer, bare):
+            stop(server)
     ctx.record_memory("receive", memory.peak)
     probes = 1 if ctx.quick else 3
     ceiling_single = [publish_ceiling(ctx, topology, 1, 2.0) for _ in range(probes)]
@@ -142,7 +158,7 @@ def run(ctx: Context) -> None:
     ceiling_peer = [publish_ceiling(ctx, topology, 1, 2.0, "peer") for _ in range(probes)]
 
     errors = {k: sum(r["errors"] for r in v) for k, v in runs.items()}
-    if errors["ours"] or errors["ours_batch"] or errors["peer"]:
+    if errors["ours"] or errors["ours_batch"] or errors["peer"] or errors["ours_default"] or errors["peer_default"]:
         raise RuntimeError(f"receive answered errors under load: {errors}; see {ctx.workdir}/receive.log")
 
     def m(kind: str, key: str) -> float:
@@ -150,7 +166,13 @@ def run(ctx: Context) -> None:
 
     rps_bare, rps_ours, rps_peer = m("bare", "rps"), m("ours", "rps"), m("peer", "rps")
     ratio = rps_ours / max(rps_bare, 1e-9)
-    peer_ratio = rps_ours / max(rps_peer, 1e-9)
+
+    def paired(ours_kind: str, peer_kind: str) -> list[float]:
+        """receive ÷ peer in each repeat: the two ran one after the other, on the same machine state."""
+        return [o["rps"] / max(p["rps"], 1e-9) for o, p in zip(runs[ours_kind], runs[peer_kind], strict=True)]
+
+    peer_ratios, default_ratios = paired("ours", "peer"), paired("ours_default", "peer_default")
+    peer_ratio, default_ratio = median(peer_ratios), median(default_ratios)
     cpu_bare, cpu_ours = m("bare", "server_cpu_ms_per_request"), m("ours", "server_cpu_ms_per_request")
     cpu_peer = m("peer", "server_cpu_ms_per_request")
     # Server CPU per batch x batches per second: how busy the one CPU was (1.0 = saturated).
@@ -170,7 +192,9 @@ def run(ctx: Context) -> None:
         "server_cpu_ms_per_request_single": cpu_ours, "bare_server_cpu_ms_per_request": cpu_bare,
         "server_system_share_single": m("ours", "server_system_share"),
         "emulator_warm_up": warm_up, "batch_server_cpu_share": batch_cpu_share,
-        "peak_pss_mib": memory.peak,
+        "peak_pss_mib": memory.peak, "peer_ratio_paired": peer_ratio,
+        "default_threads": default_threads, "default_rps": m("ours_default", "rps"),
+        "peer_default_rps": m("peer_default", "rps"), "default_peer_ratio_paired": default_ratio,
     }
 
     def line(name, kind, per=1):
@@ -186,6 +210,8 @@ def run(ctx: Context) -> None:
         [line("bare function, one form event", "bare"),
          line("peer (pubsub_v1.PublisherClient, publish().result()), one form event", "peer"),
          line("receive, one form event", "ours"),
+         line(f"peer, functions-framework's default THREADS ({default_threads}), one form event", "peer_default"),
+         line(f"receive, functions-framework's default THREADS ({default_threads}), one form event", "ours_default"),
          line(f"bare function, JSON batch of {BATCH} (-c{BATCH_CONNECTIONS})", "bare_batch", BATCH),
          line(f"receive, JSON batch of {BATCH} (-c{BATCH_CONNECTIONS}, {batch_seconds:g} s)", "ours_batch", BATCH),
          ["publish only (Publisher → emulator), 1 message a call, 16 callers", "—", fmt(pub1), "—", "—", "—",
@@ -217,8 +243,15 @@ def run(ctx: Context) -> None:
     ctx.row("receive vs the idiomatic peer, one event per request", f"{fmt(rps_ours)} req/s",
             f"peer {fmt(rps_peer)} req/s, p50 {fmt(m('peer', 'p50_ms'), 1)} ms, p99 {fmt(m('peer', 'p99_ms'), 1)} ms",
             f"{peer_ratio:.2f}×", "≥ 1.5× the peer", peer_ratio >= 1.5,
-            note=f"peer: benchmarks/peer_function.py (google-cloud-pubsub as Google's samples use it); server CPU "
+            note=f"median of per-repeat ratios ({', '.join(f'{r:.2f}' for r in peer_ratios)}); peer: "
+                 f"benchmarks/peer_function.py (google-cloud-pubsub as Google's samples use it); server CPU "
                  f"a request: receive {cpu_ours:.2f} ms, peer {cpu_peer:.2f} ms")
+    ctx.row(f"receive vs the idiomatic peer, functions-framework's default THREADS ({default_threads})",
+            f"{fmt(m('ours_default', 'rps'))} req/s", f"peer {fmt(m('peer_default', 'rps'))} req/s",
+            f"{default_ratio:.2f}×", "≥ 1.5× the peer", default_ratio >= 1.5,
+            note=f"median of per-repeat ratios ({', '.join(f'{r:.2f}' for r in default_ratios)}); wrk -c{THREADS}; "
+                 f"server CPU a request: receive {m('ours_default', 'server_cpu_ms_per_request'):.2f} ms, peer "
+                 f"{m('peer_default', 'server_cpu_ms_per_request'):.2f} ms")
     ctx.row(f"receive, batches of {BATCH}", f"{fmt(events_s)} events/s",
             f"publish-only {fmt(pub500)} msg/s (client), {fmt(direct500)} msg/s (one RPC a batch)",
             f"{events_s / max(pub500, 1e-9):.2f}× of publish-only", "≥ 20,000 events/s", events_s >= 20_000,
