@@ -165,9 +165,18 @@ class _Control:
             self.proc.kill()
 
 
-PROBES = {"Publisher, 1 call in flight (deployed)": ["--calls-in-flight", "1"],
-          "Publisher, 2 calls in flight": ["--calls-in-flight", "2"],
-          "peer's PublisherClient": ["--mode", "peer"]}
+def _probes() -> dict[str, list[str]]:
+    from measure.gcp.publisher import MAX_CALLS_IN_FLIGHT
+
+    def label(calls: int) -> str:
+        return f"Publisher, {calls} call{'s' if calls > 1 else ''} in flight" + \
+            (" (deployed)" if calls == MAX_CALLS_IN_FLIGHT else "")
+
+    return {label(1): ["--calls-in-flight", "1"], label(2): ["--calls-in-flight", "2"],
+            "peer's PublisherClient": ["--mode", "peer"]}
+
+
+PROBES = _probes()
 
 
 def probe(topology, port: int, extra: list[str], seconds: float) -> dict:
