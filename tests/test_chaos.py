@@ -89,7 +89,10 @@ SEND_DOWN_S = 2.0
 DRAIN_LIMIT_S = 900.0 if FULL else 150.0
 # pyproject's 300 s per test is for the reduced run; the full one may take many minutes.
 TIMEOUT_S = 1800 if FULL else 300
-# A sweep that only stops at its open circuit for this long is stuck, not cooling down.
+# A sweep that only stops at its open circuit, with no attempt at all (not even the half-open trial),
+# for this long is stuck, not cooling down. Trials that fail are not being stuck: at the faults' 48 %
+# a run of ten failed trials in a row (one every ~2 s: the cooldown and a slow pull) comes about once
+# in 1,500 trials, and did in CI.
 STUCK_S = OUTAGE_S + 10 * COOLDOWN + 10
 # --- Pub/Sub faults (issue 24), through measure/dev/pubsubproxy.py in front of sweep's Pub/Sub --------
 PULL_LATENCY_S = (0.6, 1.2)  # slow pulls: answered this late, leased at once
@@ -491,9 +494,10 @@ def test_every_accepted_event_reaches_the_api_exactly_once_through_faults(
                     break
             recent = sweeps.since(time.monotonic() - STUCK_S)
             if time.monotonic() - posted_at > STUCK_S + OUTAGE_S and len(recent) >= 5 and all(
-                    s["stopped_early"] and not s["delivered"] + s["duplicate"] for s in recent):
+                    s["stopped_early"] and not s["delivered"] + s["duplicate"] + s["retried"] + s["dead_lettered"]
+                    for s in recent):
                 pytest.fail(f"every sweep of the last {STUCK_S:.0f} s stopped at its open circuit without "
-                            f"delivering, {len(missing)} events undelivered: {recent[-1]}")
+                            f"an attempt, {len(missing)} events undelivered: {recent[-1]}")
             time.sleep(0.5)
         sweeps.stop()
         time.sleep(1.0)  # let a push redelivery in flight land before counting
