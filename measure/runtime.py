@@ -126,10 +126,9 @@ def threads() -> int:
 def pubsub() -> Api:
     from measure.gcp import googleapi
 
-    # A connection for each thread that may call Pub/Sub at once, and never fewer than 10 (the
-    # pool requests and urllib3 keep by default): sweep serves one request (THREADS=1) but
-    # publishes from many attempts.
-    return googleapi.pubsub(pool_size=max(10, threads()))
+    # A connection for each thread that may call Pub/Sub at once, and never fewer than the default:
+    # sweep serves one request (THREADS=1) but publishes from many attempts.
+    return googleapi.pubsub(pool_size=max(googleapi.DEFAULT_POOL_SIZE, threads()))
 
 
 @_once

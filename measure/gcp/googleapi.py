@@ -24,9 +24,13 @@ import urllib3
 import urllib3.exceptions
 
 from measure import retryafter
+from measure.gcp import credentials
 from measure.gcp.credentials import Http
 
 CONNECT_TIMEOUT = 5.0
+# Connections kept a host at least (the pool requests and urllib3 keep by default): a tool's own
+# Api, and the floor of an instance's (measure.runtime sizes it to THREADS above that).
+DEFAULT_POOL_SIZE = 10
 # Statuses Google documents as worth retrying, whatever the body says; 499 is CANCELLED.
 TRANSIENT_STATUSES = frozenset({408, 429, 499, 500, 502, 503, 504})
 # The codes Google's own Pub/Sub publisher retries (python-pubsub's transport defaults). 409 is
@@ -86,8 +90,6 @@ class Api:
 
     def close(self) -> None:
         """Close the pool's connections (a command-line run that is done with them)."""
-        from measure.gcp import credentials
-
         credentials.close(self.http)
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None, *, timeout: float,
@@ -116,15 +118,8 @@ class Api:
                                              headers=_JSON if payload is not None else None,
                                              timeout=urllib3.Timeout(connect=min(CONNECT_TIMEOUT, read), read=read),
                                              retries=False, redirect=False)
-            except urllib3.exceptions.NewConnectionError as exc:  # refused, unreachable (a TimeoutError subclass)
-                error: ApiError = ApiError(what, None, type(exc).__name__, transient=True)
-                error.__cause__ = exc
-            except urllib3.exceptions.TimeoutError as exc:
-                error = DeadlineExceededError(what)
-                error.__cause__ = exc
-            except urllib3.exceptions.HTTPError as exc:  # the connection broke, the answer was cut short
-                error = ApiError(what, None, type(exc).__name__, transient=True)
-                error.__cause__ = exc
+            except urllib3.exceptions.HTTPError as exc:
+                error: ApiError = _no_answer(what, exc)
             except google.auth.exceptions.GoogleAuthError as exc:  # the token could not be fetched
                 error = ApiError(what, None, f"credentials: {exc}"[:300],
                                  transient=getattr(exc, "retryable", True) is not False)
@@ -145,6 +140,17 @@ class Api:
             last = error
 
 
+def _no_answer(what: str, exc: urllib3.exceptions.HTTPError) -> ApiError:
+    """A call that got no answer: it timed out (DeadlineExceededError), or the connection was
+    refused, broke or cut the answer short. urllib3's NewConnectionError (refused, unreachable)
+    is a ConnectTimeoutError subclass, but no timeout."""
+    timed_out = isinstance(exc, urllib3.exceptions.TimeoutError) \
+        and not isinstance(exc, urllib3.exceptions.NewConnectionError)
+    error = DeadlineExceededError(what) if timed_out else ApiError(what, None, type(exc).__name__, transient=True)
+    error.__cause__ = exc
+    return error
+
+
 def _answer_error(what: str, response: urllib3.BaseHTTPResponse) -> ApiError:
     """Google's error body is {"error": {"code", "message", "status"}}; anything else, its first 200 characters."""
     try:
@@ -157,11 +163,9 @@ def _answer_error(what: str, response: urllib3.BaseHTTPResponse) -> ApiError:
     return ApiError(what, status, message, transient=transient, code=code)
 
 
-def pubsub(http: Http | None = None, pool_size: int = 10) -> Api:
+def pubsub(pool_size: int = DEFAULT_POOL_SIZE) -> Api:
     """Pub/Sub's REST API: the emulator when PUBSUB_EMULATOR_HOST is set, as the libraries do, else
-    the service with google.auth.default()'s credentials; over `http` (given) or a pool of its own
-    of `pool_size` connections. Pub/Sub is reached directly: urllib3 reads no proxy, netrc or CA
-    bundle from the environment (a stray HTTPS_PROXY or ~/.netrc cannot reroute a publish)."""
-    from measure.gcp import credentials
-
-    return Api(credentials.pubsub_url(), http or credentials.pubsub_http(pool_size))
+    the service with google.auth.default()'s credentials, over a pool of `pool_size` connections.
+    Pub/Sub is reached directly: urllib3 reads no proxy, netrc or CA bundle from the environment
+    (a stray HTTPS_PROXY or ~/.netrc cannot reroute a publish)."""
+    return Api(credentials.pubsub_url(), credentials.pubsub_http(pool_size))
