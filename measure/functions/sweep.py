@@ -185,7 +185,7 @@ class Sweeper:
         self._latency: float | None = None  # seconds an attempt takes, smoothed; None before the first
         # The first round's attempts started and come back (outcome or not; back is counted when
         # the attempt ends, even after its run: a run that ended with attempts unfinished).
-        self.first_round_started = self._first_round_back = 0
+        self._first_round_started = self._first_round_back = 0
         self._first_round_lock = threading.Lock()
 
     def handle(self, request: object) -> tuple[str, int, dict[str, str]]:
@@ -221,13 +221,21 @@ class Sweeper:
 
     @property
     def in_first_round(self) -> bool:
+        """Until the instance's first FIRST_ROUND attempts have all come back. Widening sooner, on
+        the first answer of a hung API's round (its timeouts come back a few ms apart), started
+        dozens more timeouts before the rest of the round opened the breaker (measured: 44 of one
+        sweep instance, not 8, with Eventarc-like push)."""
         return self._first_round_back < FIRST_ROUND
+
+    def may_start(self) -> bool:
+        """Whether another attempt may start, as far as the first round goes: not once all of it is out."""
+        return not self.in_first_round or self._first_round_started < FIRST_ROUND
 
     def submit_attempt(self, work: Callable[[], Attempted]) -> concurrent.futures.Future[Attempted]:
         """Start one attempt in the pool, counted in the first round while it lasts."""
         future = self._pool.submit(work)
         if self.in_first_round:
-            self.first_round_started += 1
+            self._first_round_started += 1
             future.add_done_callback(self._back)
         return future
 
@@ -236,19 +244,16 @@ class Sweeper:
             self._first_round_back += 1
 
     def slots(self) -> int:
-        """Attempts in flight at most now: the pool's size or the concurrency limit, the smaller;
-        FIRST_ROUND until the instance's first round has all come back. Not sooner: the first
-        answer of a hung API's first round comes a few ms before the others, and a sweep that
-        widened then would start dozens more timeouts before the rest of the round opened the
-        breaker (measured: 44 timeouts of one sweep instance, not 8, with Eventarc-like push)."""
-        slots = min(self.parallelism, self.delivery.limit.limit)
-        return min(slots, FIRST_ROUND) if self.in_first_round else slots
+        """Attempts in flight at most now: the pool's size or the concurrency limit, the smaller."""
+        return min(self.parallelism, self.delivery.limit.limit)
 
     def capacity(self, seconds: float) -> int:
         """About how many attempts the current limit gets through in `seconds`."""
         slots = self.slots()
-        if self._latency is None:  # the first round (slots() keeps to it until it has come back)
-            return slots
+        if self.in_first_round or self._latency is None:
+            # The first round shows what an attempt costs; against an API that is down it is also
+            # all the timeouts this instance spends before its breaker opens.
+            return min(slots, FIRST_ROUND)
         return int(slots * seconds / max(self._latency, 0.001))
 
 
@@ -324,9 +329,7 @@ class _Sweep:
     def _may_start(self) -> bool:
         """Asked once per attempt: closed, up to the slots; otherwise only the one trial."""
         if not self.breaker.is_open:
-            if self.s.in_first_round and self.s.first_round_started >= FIRST_ROUND:
-                return False  # the first round is out: nothing more until all of it is back
-            return len(self.running) < self.s.slots()
+            return self.s.may_start() and len(self.running) < self.s.slots()
         return not self.running and self.breaker.ready()
 
     def _start(self, now: float) -> None:
