@@ -39,6 +39,7 @@ from benchmarks.common import (
     write_lines,
 )
 from benchmarks.profiles import RECEIVE as RECEIVE_PIECES
+from measure import runtime
 
 THREADS = 16  # terraform/modules/measure/variables.tf: concurrency.receive
 BATCH = 500
@@ -46,12 +47,6 @@ BATCH = 500
 # inside a repeat (16 would make every request wait for 15 others and few would finish in time).
 BATCH_CONNECTIONS = 4
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-def ours_default_threads() -> int:
-    """THREADS functions-framework picks when unset (its _http/gunicorn.py): 4 a CPU os.cpu_count()
-    reports, which taskset does not change; so here the machine's CPUs, not the one the server has."""
-    return (os.cpu_count() or 1) * 4
 
 
 def publish_ceiling(ctx: Context, topology, batch: int, seconds: float, mode: str = "client") -> dict:
@@ -146,7 +141,7 @@ def run(ctx: Context) -> None:
                         run_wrk, server.url + "/measure", bodies, kind, connections=connections, seconds=profile_s,
                         headers=AUTH))
                     profile.cpu_ms_per_request = profiled["server_cpu_ms_per_request"]
-        default_threads = ours_default_threads()
+        default_threads = runtime.default_threads()
     finally:
         for server in (ours_default, peer_default, ours, peer, bare):
             stop(server)
@@ -158,7 +153,7 @@ def run(ctx: Context) -> None:
     ceiling_peer = [publish_ceiling(ctx, topology, 1, 2.0, "peer") for _ in range(probes)]
 
     errors = {k: sum(r["errors"] for r in v) for k, v in runs.items()}
-    if errors["ours"] or errors["ours_batch"] or errors["peer"] or errors["ours_default"] or errors["peer_default"]:
+    if any(count for kind, count in errors.items() if not kind.startswith("bare")):
         raise RuntimeError(f"receive answered errors under load: {errors}; see {ctx.workdir}/receive.log")
 
     def m(kind: str, key: str) -> float:

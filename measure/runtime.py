@@ -118,8 +118,14 @@ def start() -> config_module.Config:
 
 def threads() -> int:
     """Requests an instance serves at once: functions-framework's THREADS (terraform sets it to
-    each function's concurrency), else functions-framework's own default, 4 a CPU."""
-    return int(os.environ.get("THREADS") or 0) or (os.cpu_count() or 1) * 4
+    each function's concurrency), else functions-framework's own default."""
+    return int(os.environ.get("THREADS") or 0) or default_threads()
+
+
+def default_threads() -> int:
+    """functions-framework's THREADS when unset (its _http/gunicorn.py): 4 a CPU os.cpu_count()
+    reports (the machine's CPUs, which taskset does not change)."""
+    return (os.cpu_count() or 1) * 4
 
 
 @_once
