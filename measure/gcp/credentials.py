@@ -19,13 +19,14 @@ environment, so a stray HTTPS_PROXY cannot reroute a publish.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any
 
 import certifi
 import urllib3
 
 if TYPE_CHECKING:  # google.auth is imported when credentials are first needed, not at start
     from google.auth.credentials import Credentials
+    from google.auth.transport.urllib3 import AuthorizedHttp
 
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 PUBSUB_URL = "https://pubsub.googleapis.com"
@@ -61,13 +62,6 @@ def default_credentials() -> Credentials:
     return credentials
 
 
-class Http(Protocol):
-    """What measure.gcp.googleapi calls through: a urllib3.PoolManager, or google-auth's
-    AuthorizedHttp wrapping one (the same `urlopen`, with the token added)."""
-
-    def urlopen(self, method: str, url: str, **kwargs: Any) -> urllib3.BaseHTTPResponse: ...
-
-
 class _SharedPool(urllib3.PoolManager):
     """A PoolManager that deep-copies as itself. google-auth's background refresh hands its thread
     a deep copy of the transport's Request (so the thread shares nothing mutable), and a
@@ -85,24 +79,23 @@ def _pool(pool_size: int) -> urllib3.PoolManager:
                        cert_reqs="CERT_REQUIRED", ca_certs=certifi.where())
 
 
-def http(credentials: Credentials | None, pool_size: int) -> Http:
+def http(credentials: Credentials | None, pool_size: int) -> AuthorizedHttp:
     """A connection pool keeping `pool_size` connections a host, one for each of the instance's
-    threads, under google-auth's AuthorizedHttp over `credentials` (None: the bare pool, for the
-    emulator or a local stand-in)."""
-    pool = _pool(pool_size)
-    if credentials is None:
-        return pool
+    threads, under google-auth's AuthorizedHttp over `credentials`. None: anonymous credentials,
+    which add nothing to a call (the emulator, a local stand-in), so every caller goes through the
+    same transport as on Google Cloud."""
+    import google.auth.credentials
     import google.auth.transport.urllib3
 
-    return google.auth.transport.urllib3.AuthorizedHttp(credentials, http=pool)
+    return google.auth.transport.urllib3.AuthorizedHttp(
+        credentials or google.auth.credentials.AnonymousCredentials(), http=_pool(pool_size))
 
 
-def close(made: Http) -> None:
+def close(made: AuthorizedHttp) -> None:
     """Close the pool's connections (a command-line run that is done with them)."""
-    pool = cast(urllib3.PoolManager, getattr(made, "http", made))  # AuthorizedHttp keeps its pool as .http
-    pool.clear()
+    made.http.clear()
 
 
-def pubsub_http(pool_size: int) -> Http:
+def pubsub_http(pool_size: int) -> AuthorizedHttp:
     """The pool for Pub/Sub: no credentials on the emulator, elsewhere google.auth.default()'s."""
     return http(None if emulator_host() else default_credentials(), pool_size)

@@ -17,7 +17,7 @@ import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import google.auth.exceptions
 import urllib3
@@ -25,7 +25,9 @@ import urllib3.exceptions
 
 from measure import retryafter
 from measure.gcp import credentials
-from measure.gcp.credentials import Http
+
+if TYPE_CHECKING:
+    from google.auth.transport.urllib3 import AuthorizedHttp
 
 CONNECT_TIMEOUT = 5.0
 # Connections kept a host at least (the pool requests and urllib3 keep by default): a tool's own
@@ -83,7 +85,7 @@ def retry_after(headers: Mapping[str, str] | None) -> float | None:
 class Api:
     """One Google API's REST endpoint over a connection pool: JSON in, JSON out, retried within a deadline."""
 
-    def __init__(self, base_url: str, http: Http, backoff: Backoff = Backoff()):
+    def __init__(self, base_url: str, http: AuthorizedHttp, backoff: Backoff = Backoff()):
         self.base_url = base_url.rstrip("/")
         self.http = http
         self.backoff = backoff

@@ -45,7 +45,6 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
 
-import google.auth.credentials
 import google.auth.exceptions
 
 from measure.ops.deadletters import ArgumentError, Parser, parse_duration
@@ -124,13 +123,9 @@ class CloudLogging:
         from measure.gcp import credentials, googleapi
 
         url = check_endpoint(endpoint or LOGGING_URL, "MEASURE_LOGGING_ENDPOINT")
-        creds: google.auth.credentials.Credentials
-        if is_loopback_host(urlsplit(url).hostname):
-            from google.auth.credentials import AnonymousCredentials
-
-            creds = AnonymousCredentials()  # a local stand-in: no token to fetch or send
-        else:
-            creds = credentials.default_credentials()  # the user's ADC (gcloud auth application-default login)
+        # A local stand-in gets no credentials (no token to fetch or send); Google Cloud the user's ADC
+        # (gcloud auth application-default login).
+        creds = None if is_loopback_host(urlsplit(url).hostname) else credentials.default_credentials()
         return cls(project, googleapi.Api(url, credentials.http(creds, 2)))
 
     def filter_for(self, since: float, *, event_ids: Iterable[str] = (), user_key: str | None = None) -> str:
